@@ -1,0 +1,187 @@
+"""The composition root: settings → adapters (store, key manager) → services → interfaces.
+
+Only entry points (the CLI) and integration tests import this module. It is the one place
+that knows which implementation fills each port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
+from tabard.clock import Clock, SystemClock
+from tabard.config import Settings
+from tabard.directory import AdminTokenService, IssuedAdminToken
+from tabard.server import ServerServices, create_app
+from tabard.spiffe import TrustDomain
+from tabard.store import Database, SqlAdminTokenStore, SqlAuthorityStore
+
+__all__ = [
+    "ControlPlane",
+    "build_control_plane",
+    "open_admin_tokens",
+    "serve",
+    "write_ready_file",
+]
+
+log = logging.getLogger("tabard.app")
+
+
+@dataclass
+class ControlPlane:
+    """The server's services over one database, ready to be served or used directly."""
+
+    settings: Settings
+    db: Database
+    clock: Clock
+    authority: Authority
+    admin_tokens: AdminTokenService
+
+    def server_services(self) -> ServerServices:
+        return ServerServices(
+            trust_domain=TrustDomain(self.settings.trust_domain),
+            clock=self.clock,
+            authority=self.authority,
+            admin_tokens=self.admin_tokens,
+            database_ready=self.db.ping,
+        )
+
+    def bootstrap_admin_token(self) -> IssuedAdminToken | None:
+        """On first start (no usable admin token), create one; the caller shows it once."""
+        if self.admin_tokens.has_active_tokens():
+            return None
+        return self.admin_tokens.create("bootstrap")
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def _upstream(settings: Settings) -> UpstreamCA | None:
+    a = settings.authority
+    if a.upstream_ca_cert is None and a.upstream_ca_key is None:
+        return None
+    if a.upstream_ca_cert is None or a.upstream_ca_key is None:
+        from tabard.config import ConfigError
+
+        raise ConfigError("authority.upstream_ca_cert and upstream_ca_key go together")
+    return UpstreamCA.from_files(a.upstream_ca_cert, a.upstream_ca_key, a.upstream_bundle)
+
+
+def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> ControlPlane:
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    kek = load_kek(os.environ.get("TABARD_KEK"), settings.effective_kek_file, create=True)
+    a = settings.authority
+    authority = Authority(
+        TrustDomain(settings.trust_domain),
+        DiskKeyManager(settings.data_dir / "keys", kek),
+        SqlAuthorityStore(db),
+        clock,
+        ca_ttl=a.ca_ttl,
+        jwt_key_ttl=a.jwt_key_ttl,
+        x509_svid_ttl=a.x509_svid_ttl,
+        jwt_svid_ttl=a.jwt_svid_ttl,
+        max_x509_svid_ttl=a.max_x509_svid_ttl,
+        max_jwt_svid_ttl=a.max_jwt_svid_ttl,
+        key_type=KeyType(a.key_type),
+        jwt_algorithm=a.jwt_algorithm,
+        refresh_hint=int(a.bundle_refresh_hint.total_seconds()),
+        upstream=_upstream(settings),
+    )
+    authority.ensure_initialized()
+    return ControlPlane(settings, db, clock, authority, AdminTokenService(SqlAdminTokenStore(db),
+                                                                         clock))
+
+
+def _bound_port(server: uvicorn.Server) -> int:
+    for srv in server.servers:
+        for sock in srv.sockets:
+            return int(sock.getsockname()[1])
+    raise RuntimeError("server has no listening socket")
+
+
+async def _rotation_loop(plane: ControlPlane) -> None:
+    interval = plane.settings.authority.rotation_check_interval.total_seconds()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(plane.authority.tick)
+        except Exception:
+            log.exception("authority rotation check failed")
+
+
+def serve(plane: ControlPlane, *, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the REST API until interrupted; ``on_ready(server_url)`` once it listens."""
+    s = plane.settings.server
+    app = create_app(plane.server_services())
+    config = uvicorn.Config(
+        app, host=s.host, port=s.port, log_config=None, access_log=False,
+        ssl_certfile=str(s.tls_cert) if s.tls_cert else None,
+        ssl_keyfile=str(s.tls_key) if s.tls_key else None,
+        server_header=False, timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        rotation = asyncio.create_task(_rotation_loop(plane))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                await serving
+                return
+            await asyncio.sleep(0.02)
+        scheme = "https" if s.tls_cert else "http"
+        host = s.host if s.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+        url = s.public_url or f"{scheme}://{host}:{_bound_port(server)}"
+        log.info("server listening", extra={"url": url,
+                                            "trust_domain": plane.settings.trust_domain})
+        if on_ready is not None:
+            on_ready(url)
+        try:
+            await serving
+        finally:
+            rotation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rotation
+
+    asyncio.run(main())
+
+
+def write_ready_file(path: Path, values: dict[str, Any]) -> None:
+    """Write the ready file atomically with mode 0600 (it holds the dev admin token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def open_admin_tokens(settings: Settings) -> AdminTokenService:
+    """Admin tokens straight from the database, for local recovery without the API."""
+    db = Database(settings.effective_database_url)
+    db.migrate()
+    return AdminTokenService(SqlAdminTokenStore(db), SystemClock())

@@ -1,0 +1,110 @@
+"""``tabard server`` and ``tabard dev``: the long-running processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tabard.app import ControlPlane, build_control_plane, serve, write_ready_file
+from tabard.cli.options import ConfigOpt, DataDirOpt
+from tabard.cli.output import console
+from tabard.config import Settings, load_settings
+from tabard.logs import configure_logging
+
+
+def _settings(config: Path | None, data_dir: Path | None, **server: object) -> Settings:
+    settings = load_settings(config)
+    if data_dir is not None:
+        settings = settings.with_overrides(data_dir=data_dir)
+    overrides = {k: v for k, v in server.items() if v is not None}
+    if overrides:
+        settings = settings.with_overrides(
+            server=settings.server.model_copy(update=overrides).model_dump()
+        )
+    return settings
+
+
+def server(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (0 = any free).")] = None,
+) -> None:
+    """Run the control plane (REST API, authority, bundle endpoint).
+
+    On first start it creates an admin token and prints it once; only its hash is stored.
+
+    Example: tabard server --data-dir /var/lib/tabard --port 8080
+    """
+    settings = _settings(config, data_dir, host=host, port=port)
+    configure_logging(settings.log_level, settings.log_file)
+    plane = build_control_plane(settings)
+    issued = plane.bootstrap_admin_token()
+
+    def ready(url: str) -> None:
+        console.print(f"tabard server listening on {url} (trust domain {settings.trust_domain})")
+        if issued is not None:
+            console.print("Admin token (shown once; store it, tabard keeps only its hash):")
+            console.print(f"  export TABARD_ADMIN_TOKEN={issued.token}", markup=False)
+
+    try:
+        serve(plane, on_ready=ready)
+    finally:
+        plane.close()
+
+
+def dev(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Write JSON with server_url, trust_domain, admin_token "
+                                  "here once serving (default <data-dir>/ready.json).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Server port (0 = any free).")] = None,
+    trust_domain: Annotated[str | None, typer.Option(help="Trust domain name.")] = None,
+) -> None:
+    """Start the whole platform in one process on SQLite, for trying tabard out.
+
+    Creates a fresh admin token at every start and writes it to the ready file (mode 0600).
+
+    Example: tabard dev --data-dir ./.tabard --ready-file ./.tabard/ready.json
+    """
+    settings = _settings(config, data_dir, port=port)
+    if trust_domain is not None:
+        settings = settings.with_overrides(trust_domain=trust_domain)
+    configure_logging(settings.log_level, settings.log_file or settings.data_dir / "tabard.log")
+    plane: ControlPlane = build_control_plane(settings)
+    issued = plane.admin_tokens.create("dev")
+    target = ready_file or settings.data_dir / "ready.json"
+
+    def ready(url: str) -> None:
+        write_ready_file(target, {
+            "server_url": url,
+            "trust_domain": settings.trust_domain,
+            "admin_token": issued.token,
+            "bundle_url": f"{url}/bundle",
+            "data_dir": str(settings.data_dir.resolve()),
+        })
+        console.print(f"tabard dev: server on {url}, trust domain {settings.trust_domain}")
+        console.print(f"ready file: {target} (holds the admin token)")
+        console.print("try:", style="bold")
+        console.print(f"  export TABARD_SERVER_URL={url}", markup=False)
+        console.print(f"  export TABARD_ADMIN_TOKEN=$(python3 -c \"import json;print(json.load("
+                      f"open('{target}'))['admin_token'])\")", markup=False)
+        console.print("  tabard bundle show --format pem", markup=False)
+        console.print(f"  tabard x509 mint --spiffe-id spiffe://{settings.trust_domain}/demo "
+                      "--out-dir ./svid", markup=False)
+        console.print(f"  tabard jwt mint --spiffe-id spiffe://{settings.trust_domain}/demo "
+                      "--audience demo", markup=False)
+
+    try:
+        serve(plane, on_ready=ready)
+    finally:
+        plane.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("server")(server)
+    app.command("dev")(dev)

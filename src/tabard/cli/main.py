@@ -1,0 +1,54 @@
+"""Entry point: builds the command tree and turns every failure into a one-line message.
+
+Exit codes: 0 success; 1 the operation failed (server unreachable, not found, refused);
+2 bad input (a usage error, an invalid value, a 400 from the server).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from tabard.cli import admin, authority, daemons
+from tabard.cli.output import err_console
+from tabard.errors import Invalid, TabardError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tabard",
+    help="tabard: identity for AI agents and every other non-human identity.\n\n"
+    "Example: tabard dev   (server on SQLite under ./.tabard, prints how to connect)",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+daemons.register(app)
+authority.register(app)
+admin.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="tabard", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        err_console.print(f"error: {exc.format_message()}{hint}", markup=False)
+        sys.exit(2)
+    except click.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except TabardError as exc:
+        err_console.print(f"error: {exc.message}", markup=False)
+        sys.exit(2 if isinstance(exc, Invalid) else 1)
+    sys.exit(0)

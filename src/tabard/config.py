@@ -1,0 +1,216 @@
+"""Effective configuration: ``tabard.toml``, then ``TABARD_*`` environment overrides.
+
+Precedence, lowest to highest: built-in defaults, the TOML file, the environment, explicit
+command-line flags (applied by the CLI through :meth:`Settings.with_overrides`). Nested keys
+map to the environment with double underscores: ``[authority] x509_svid_ttl`` is
+``TABARD_AUTHORITY__X509_SVID_TTL``. Durations are written ``90s``, ``5m``, ``1h``, ``7d``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tabard.errors import Invalid
+
+__all__ = [
+    "AuthoritySettings",
+    "ConfigError",
+    "ServerSettings",
+    "Settings",
+    "format_duration",
+    "load_settings",
+    "parse_duration",
+]
+
+ENV_PREFIX = "TABARD_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+class ConfigError(Invalid):
+    code = "invalid_config"
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """``"90s"``, ``"5m"``, ``"1h"``, ``"7d"`` or a number of seconds, as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ConfigError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ConfigError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h, 7d)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"duration must be positive: {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Duration = timedelta
+
+
+class AuthoritySettings(_Section):
+    ca_ttl: Duration = timedelta(hours=24)
+    jwt_key_ttl: Duration = timedelta(hours=24)
+    x509_svid_ttl: Duration = timedelta(hours=1)
+    jwt_svid_ttl: Duration = timedelta(minutes=5)
+    max_x509_svid_ttl: Duration = timedelta(hours=24)
+    max_jwt_svid_ttl: Duration = timedelta(hours=1)
+    key_type: Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"] = "ec-p256"
+    jwt_algorithm: Literal["ES256", "ES384", "RS256", "PS256"] = "ES256"
+    bundle_refresh_hint: Duration = timedelta(minutes=5)
+    rotation_check_interval: Duration = timedelta(seconds=30)
+    upstream_ca_cert: Path | None = None
+    upstream_ca_key: Path | None = None
+    upstream_bundle: Path | None = None
+
+    @field_validator(
+        "ca_ttl", "jwt_key_ttl", "x509_svid_ttl", "jwt_svid_ttl", "max_x509_svid_ttl",
+        "max_jwt_svid_ttl", "bundle_refresh_hint", "rotation_check_interval", mode="before",
+    )
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+class Settings(_Section):
+    trust_domain: str = "tabard.local"
+    data_dir: Path = Path(".tabard")
+    database_url: str | None = None
+    kek_file: Path | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_file: Path | None = None
+    server: ServerSettings = ServerSettings()
+    authority: AuthoritySettings = AuthoritySettings()
+
+    @field_validator("trust_domain")
+    @classmethod
+    def _trust_domain(cls, value: str) -> str:
+        from tabard.spiffe import TrustDomain
+
+        return TrustDomain.parse(value).name
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tabard.db').resolve()}"
+
+    @property
+    def effective_kek_file(self) -> Path:
+        return self.kek_file or self.data_dir / "kek"
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with the given top-level values replaced (``None`` values are ignored)."""
+        data = self.model_dump()
+        data.update({k: v for k, v in values.items() if v is not None})
+        return _validate(data)
+
+    def masked(self) -> dict[str, Any]:
+        """The configuration as plain data with secrets masked, for ``tabard config show``."""
+
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, timedelta):
+                return format_duration(value)
+            if isinstance(value, Path):
+                return str(value)
+            return value
+
+        data: dict[str, Any] = plain(self.model_dump())
+        data["database_url"] = mask_url(self.effective_database_url)
+        data["kek"] = (
+            "(from TABARD_KEK)" if os.environ.get("TABARD_KEK") else str(self.effective_kek_file)
+        )
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _validate(data: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "configuration"
+        raise ConfigError(f"{where}: {first['msg']}") from None
+    except Invalid as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in ("TABARD_KEK", "TABARD_ADMIN_TOKEN"):
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        if path[0] not in Settings.model_fields:
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read ``config_file`` (default ``./tabard.toml`` when it exists) and the environment."""
+    env = os.environ if environ is None else environ
+    if config_file is None and env.get("TABARD_CONFIG"):
+        config_file = Path(env["TABARD_CONFIG"])
+    if config_file is None and Path("tabard.toml").is_file():
+        config_file = Path("tabard.toml")
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {config_file}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+    return _validate(_merge(data, _env_overrides(env)))
