@@ -19,6 +19,18 @@ if ((${#missing[@]})); then
   exit 1
 fi
 
+# PostgreSQL server binaries (initdb, pg_ctl) for the storage tests: Debian's package when absent.
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null \
+   && ! { command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]]; }; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test-setup: installing PostgreSQL server binaries (apt-get install postgresql)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "test-setup: no PostgreSQL server binaries (initdb); install the postgresql package" >&2
+    [[ "${CI:-}" == "true" ]] && exit 1
+  fi
+fi
+
 # npm writes node_modules/.package-lock.json on every install: it is the install's timestamp.
 installed="$interop/node_modules/.package-lock.json"
 if [[ ! -f "$installed" || "$interop/package-lock.json" -nt "$installed" ]]; then

@@ -1,0 +1,1 @@
+"""tabard benchmarks: every figure beside a baseline measured in the same run, as a ratio."""
