@@ -117,9 +117,12 @@ class Settings(_Section):
     @field_validator("trust_domain")
     @classmethod
     def _trust_domain(cls, value: str) -> str:
-        from tabard.spiffe import TrustDomain
+        from tabard.spiffe import SpiffeIdError, TrustDomain
 
-        return TrustDomain.parse(value).name
+        try:
+            return TrustDomain.parse(value).name
+        except SpiffeIdError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def effective_database_url(self) -> str:
@@ -166,7 +169,8 @@ def _validate(data: Mapping[str, Any]) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "configuration"
-        raise ConfigError(f"{where}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {message}") from None
     except Invalid as exc:
         raise ConfigError(str(exc)) from None
 

@@ -40,7 +40,7 @@ class JsonFormatter(logging.Formatter):
             "message": scrub(record.getMessage()),
         }
         for key, value in record.__dict__.items():
-            if key not in _RESERVED and not key.startswith("_"):
+            if key not in _RESERVED and not key.startswith("_") and key != "color_message":
                 entry[key] = value if isinstance(value, int | float | bool) or value is None else (
                     scrub(str(value))
                 )

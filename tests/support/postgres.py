@@ -26,10 +26,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import psycopg
 import pytest
@@ -460,3 +460,22 @@ def _free_port() -> int:
 def _tail(text: str, lines: int = 5) -> str:
     kept: Sequence[str] = text.strip().splitlines()[-lines:]
     return "\n".join(kept)
+
+
+@contextlib.contextmanager
+def backend_url(request: Any, tmp_path: Path) -> Iterator[str]:
+    """A fresh database URL for ``request.param`` (``sqlite`` or ``postgresql``).
+
+    For fixtures that add their own parameters beside the two storage backends; the
+    PostgreSQL server comes from the session's ``postgres_cluster`` fixture.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tabard.db'}"
+        return
+    server = request.getfixturevalue("postgres_cluster")
+    name = unique_database_name(request.node.name)
+    url: str = server.create_database(name)
+    try:
+        yield url
+    finally:
+        server.drop_database(name)

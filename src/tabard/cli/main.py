@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+# Typer vendors Click and, with standalone_mode=False, raises its copies of Click's errors.
+from typer._click import exceptions as click_errors
 
 from tabard.cli import admin, authority, daemons
 from tabard.cli.output import err_console
@@ -34,16 +36,16 @@ admin.register(app)
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="tabard", standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.UsageError as exc:
+    except click_errors.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         err_console.print(f"error: {exc.format_message()}{hint}", markup=False)
         sys.exit(2)
-    except click.ClickException as exc:
+    except click_errors.ClickException as exc:
         err_console.print(f"error: {exc.format_message()}", markup=False)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -6,8 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from tabard.authority import AuthorityKeyRecord, KeyType
+from tabard.authority import (
+    AuthorityKeyRecord,
+    AuthorityNotFoundError,
+    AuthorityState,
+    AuthorityStateError,
+    KeyType,
+)
+from tabard.errors import Conflict
 from tabard.store.db import Database
 from tabard.store.tables import authority_keys, bundle_state
 
@@ -34,6 +42,12 @@ class SqlAuthorityStore:
         return [_record(r) for r in rows]
 
     def add_key(self, record: AuthorityKeyRecord) -> None:
+        try:
+            self._insert(record)
+        except IntegrityError:
+            raise Conflict(f"authority {record.id} exists") from None
+
+    def _insert(self, record: AuthorityKeyRecord) -> None:
         with self._db.begin() as c:
             c.execute(
                 insert(authority_keys).values(
@@ -46,15 +60,35 @@ class SqlAuthorityStore:
                 )
             )
 
-    def set_state(self, record_id: str, state: str, at: datetime) -> None:
-        values: dict[str, Any] = {"state": state}
-        if state == "active":
-            values["activated_at"] = at
-        elif state == "retired":
-            values["retired_at"] = at
+    def set_state(
+        self,
+        record_id: str,
+        state: AuthorityState,
+        at: datetime,
+        *,
+        expected: AuthorityState | None = None,
+    ) -> AuthorityKeyRecord:
         with self._db.begin() as c:
-            c.execute(update(authority_keys).where(authority_keys.c.id == record_id)
-                      .values(**values))
+            row = c.execute(
+                select(authority_keys).where(authority_keys.c.id == record_id)
+            ).first()
+            if row is None:
+                raise AuthorityNotFoundError(f"no authority {record_id}")
+            updated = _record(row).with_state(state, at)
+            condition = [authority_keys.c.id == record_id]
+            if expected is not None:
+                condition.append(authority_keys.c.state == expected)
+            result = c.execute(
+                update(authority_keys).where(*condition).values(
+                    state=updated.state, activated_at=updated.activated_at,
+                    retired_at=updated.retired_at,
+                )
+            )
+            if result.rowcount != 1:
+                raise AuthorityStateError(
+                    f"authority {record_id} is {row.state}, expected {expected}"
+                )
+        return updated
 
     def bundle_sequence(self) -> int:
         with self._db.connect() as c:

@@ -7,9 +7,10 @@ since the SPIFFE ID and TTL come from the authenticated admin's request.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
+import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -100,11 +101,11 @@ def mint_x509(body: X509MintRequest, services: Services, admin: Admin,
         spiffe_id, public_key=public_key, ttl=ttl, dns_names=tuple(body.dns_names)
     )
     request.app.state.metrics.svids_minted.labels("x509").inc()
-    leaf = minted.cert_chain[0]
+    leaf = minted.chain[0]
     return X509MintResponse(
         spiffe_id=str(spiffe_id),
         svid_pem="".join(
-            c.public_bytes(serialization.Encoding.PEM).decode() for c in minted.cert_chain
+            c.public_bytes(serialization.Encoding.PEM).decode() for c in minted.chain
         ),
         bundle_pem=services.authority.bundle().x509_pem(),
         expires_at=leaf.not_valid_after_utc,
@@ -122,9 +123,9 @@ def mint_jwt(body: JwtMintRequest, services: Services, admin: Admin,
     ttl = parse_duration(body.ttl) if body.ttl else None
     token = services.authority.mint_jwt_svid(spiffe_id, body.audience, ttl=ttl)
     request.app.state.metrics.svids_minted.labels("jwt").inc()
-    lifetime = ttl or services.authority.jwt_svid_ttl
+    expiry = jwt.decode(token, options={"verify_signature": False})["exp"]
     return JwtMintResponse(
-        spiffe_id=str(spiffe_id), token=token, expires_at=services.clock.now() + lifetime
+        spiffe_id=str(spiffe_id), token=token, expires_at=datetime.fromtimestamp(expiry, UTC)
     )
 
 
