@@ -7,28 +7,27 @@ that knows which implementation fills each port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, IssuedAdminToken
 from tabard.server import ServerServices, create_app
+from tabard.server.listeners import Endpoints, Listener, serve_listeners
+from tabard.server.tls import NodeApiTls
 from tabard.spiffe import TrustDomain
 from tabard.store import Database, SqlAdminTokenStore, SqlAuthorityStore
 
 __all__ = [
     "ControlPlane",
+    "Endpoints",
     "build_control_plane",
     "open_admin_tokens",
     "serve",
@@ -106,13 +105,6 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                                                                          clock))
 
 
-def _bound_port(server: uvicorn.Server) -> int:
-    for srv in server.servers:
-        for sock in srv.sockets:
-            return int(sock.getsockname()[1])
-    raise RuntimeError("server has no listening socket")
-
-
 async def _rotation_loop(plane: ControlPlane) -> None:
     interval = plane.settings.authority.rotation_check_interval.total_seconds()
     while True:
@@ -123,41 +115,18 @@ async def _rotation_loop(plane: ControlPlane) -> None:
             log.exception("authority rotation check failed")
 
 
-def serve(plane: ControlPlane, *, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serve the REST API until interrupted; ``on_ready(server_url)`` once it listens."""
+def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
+    """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening."""
     s = plane.settings.server
     app = create_app(plane.server_services())
-    config = uvicorn.Config(
-        app, host=s.host, port=s.port, log_config=None, access_log=False,
-        ssl_certfile=str(s.tls_cert) if s.tls_cert else None,
-        ssl_keyfile=str(s.tls_key) if s.tls_key else None,
-        server_header=False, timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-
-    async def main() -> None:
-        rotation = asyncio.create_task(_rotation_loop(plane))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                await serving
-                return
-            await asyncio.sleep(0.02)
-        scheme = "https" if s.tls_cert else "http"
-        host = s.host if s.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-        url = s.public_url or f"{scheme}://{host}:{_bound_port(server)}"
-        log.info("server listening", extra={"url": url,
-                                            "trust_domain": plane.settings.trust_domain})
-        if on_ready is not None:
-            on_ready(url)
-        try:
-            await serving
-        finally:
-            rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await rotation
-
-    asyncio.run(main())
+    tls = NodeApiTls(plane.authority, plane.clock, plane.settings.data_dir / "tls")
+    rest = Listener(s.host, s.port, str(s.tls_cert) if s.tls_cert else None,
+                    str(s.tls_key) if s.tls_key else None, s.public_url)
+    node_api = Listener(s.host, s.node_api_port, public_url=s.node_api_public_url)
+    asyncio.run(serve_listeners(
+        app, rest, node_api=node_api, tls=tls,
+        background=[_rotation_loop(plane), tls.refresh_loop()], on_ready=on_ready,
+    ))
 
 
 def write_ready_file(path: Path, values: dict[str, Any]) -> None:
@@ -169,15 +138,6 @@ def write_ready_file(path: Path, values: dict[str, Any]) -> None:
         json.dump(values, fh, indent=2)
         fh.write("\n")
     os.replace(tmp, path)
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def open_admin_tokens(settings: Settings) -> AdminTokenService:

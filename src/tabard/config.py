@@ -100,6 +100,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     public_url: str | None = None
+    node_api_port: int = Field(default=8081, ge=0, le=65535)
+    node_api_public_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tabard.app import ControlPlane, build_control_plane, serve, write_ready_file
+from tabard.app import ControlPlane, Endpoints, build_control_plane, serve, write_ready_file
 from tabard.cli.options import ConfigOpt, DataDirOpt
 from tabard.cli.output import console
 from tabard.config import Settings, load_settings
@@ -31,6 +31,8 @@ def server(
     data_dir: DataDirOpt = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on (0 = any free).")] = None,
+    node_api_port: Annotated[int | None, typer.Option(
+        help="Port of the node API (mTLS) listener (0 = any free).")] = None,
 ) -> None:
     """Run the control plane (REST API, authority, bundle endpoint).
 
@@ -38,13 +40,15 @@ def server(
 
     Example: tabard server --data-dir /var/lib/tabard --port 8080
     """
-    settings = _settings(config, data_dir, host=host, port=port)
+    settings = _settings(config, data_dir, host=host, port=port, node_api_port=node_api_port)
     configure_logging(settings.log_level, settings.log_file)
     plane = build_control_plane(settings)
     issued = plane.bootstrap_admin_token()
 
-    def ready(url: str) -> None:
-        console.print(f"tabard server listening on {url} (trust domain {settings.trust_domain})")
+    def ready(endpoints: Endpoints) -> None:
+        url = endpoints.server_url
+        console.print(f"tabard server listening on {url} (trust domain {settings.trust_domain}); "
+                      f"node API on {endpoints.node_api_url}")
         if issued is not None:
             console.print("Admin token (shown once; store it, tabard keeps only its hash):")
             console.print(f"  export TABARD_ADMIN_TOKEN={issued.token}", markup=False)
@@ -71,7 +75,8 @@ def dev(
 
     Example: tabard dev --data-dir ./.tabard --ready-file ./.tabard/ready.json
     """
-    settings = _settings(config, data_dir, port=port)
+    settings = _settings(config, data_dir, port=port,
+                         node_api_port=0 if port == 0 else None)
     if trust_domain is not None:
         settings = settings.with_overrides(trust_domain=trust_domain)
     configure_logging(settings.log_level, settings.log_file or settings.data_dir / "tabard.log")
@@ -79,9 +84,11 @@ def dev(
     issued = plane.admin_tokens.create("dev")
     target = ready_file or settings.data_dir / "ready.json"
 
-    def ready(url: str) -> None:
+    def ready(endpoints: Endpoints) -> None:
+        url = endpoints.server_url
         write_ready_file(target, {
             "server_url": url,
+            "node_api_url": endpoints.node_api_url,
             "trust_domain": settings.trust_domain,
             "admin_token": issued.token,
             "bundle_url": f"{url}/bundle",

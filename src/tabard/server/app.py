@@ -11,7 +11,7 @@ from tabard import __version__
 from tabard.server.deps import ServerServices
 from tabard.server.metrics import ServerMetrics
 from tabard.server.problems import install_problem_handlers, problem_response
-from tabard.server.routes import admin_tokens, authority, bundle, health
+from tabard.server.routes import admin_tokens, authority, bundle, discovery, health
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -51,6 +51,6 @@ def create_app(services: ServerServices) -> FastAPI:
             metrics.auth_failures.inc()
         return response
 
-    for module in (health, bundle, authority, admin_tokens):
+    for module in (health, bundle, discovery, authority, admin_tokens):
         app.include_router(module.router)
     return app
