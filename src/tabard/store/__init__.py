@@ -5,5 +5,16 @@ objects never leave this package: adapters return the domain's own dataclasses."
 from tabard.store.admin_tokens import SqlAdminTokenStore
 from tabard.store.authority import SqlAuthorityStore
 from tabard.store.db import Database, normalize_url
+from tabard.store.join_tokens import SqlJoinTokenStore
+from tabard.store.registry import SqlEntryStore, SqlInstanceStore, SqlNodeStore
 
-__all__ = ["Database", "SqlAdminTokenStore", "SqlAuthorityStore", "normalize_url"]
+__all__ = [
+    "Database",
+    "SqlAdminTokenStore",
+    "SqlAuthorityStore",
+    "SqlEntryStore",
+    "SqlInstanceStore",
+    "SqlJoinTokenStore",
+    "SqlNodeStore",
+    "normalize_url",
+]

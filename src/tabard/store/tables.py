@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
+    Double,
     Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
+    Text,
+    UniqueConstraint,
 )
 
 from tabard.store.types import UtcDateTime
 
-__all__ = ["admin_tokens", "authority_keys", "bundle_state", "metadata"]
+__all__ = [
+    "admin_tokens",
+    "agent_instances",
+    "authority_keys",
+    "bundle_state",
+    "entry_revisions",
+    "join_tokens",
+    "metadata",
+    "nodes",
+    "registration_entries",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -62,3 +76,83 @@ admin_tokens = Table(
     Column("last_used_at", UtcDateTime()),
     Column("revoked_at", UtcDateTime()),
 )
+
+# --- registry (migration 0002) ----------------------------------------------------------------
+
+join_tokens = Table(
+    "join_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("used_at", UtcDateTime()),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("spiffe_id", String(2048), nullable=False),
+    Column("attestor", String(64), nullable=False),
+    Column("attestation_key", String(512)),
+    Column("selectors", JSON, nullable=False),
+    Column("attested_at", UtcDateTime(), nullable=False),
+    Column("svid_expires_at", UtcDateTime()),
+    Column("banned_at", UtcDateTime()),
+    UniqueConstraint("attestor", "attestation_key", name="uq_nodes_attestation_key"),
+)
+
+registration_entries = Table(
+    "registration_entries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("spiffe_id", String(2048), nullable=False),
+    Column("parent_id", String(2048), nullable=False),
+    Column("selectors", JSON, nullable=False),
+    # SHA-256 of spiffe_id, parent_id and the sorted selectors: the duplicate rule as a key
+    Column("identity_digest", String(64), nullable=False, unique=True),
+    Column("x509_svid_ttl", Integer, nullable=False),
+    Column("jwt_svid_ttl", Integer, nullable=False),
+    Column("dns_names", JSON, nullable=False),
+    Column("federates_with", JSON, nullable=False),
+    Column("hint", String(256), nullable=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_registration_entries_parent_id", registration_entries.c.parent_id)
+Index("ix_registration_entries_spiffe_id", registration_entries.c.spiffe_id)
+
+entry_revisions = Table(
+    "entry_revisions",
+    metadata,
+    Column("parent_id", String(2048), primary_key=True),
+    Column("revision", BigInteger, nullable=False),
+)
+
+agent_instances = Table(
+    "agent_instances",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("node_id", String(32), nullable=False),
+    Column("entry_id", String(36), nullable=False),
+    Column("spiffe_id", String(2048), nullable=False),
+    Column("agent", String(255)),
+    Column("pid", BigInteger, nullable=False),
+    Column("start_time", Double, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("gid", BigInteger, nullable=False),
+    Column("exe_path", Text, nullable=False),
+    Column("exe_sha256", String(64), nullable=False),
+    Column("selectors", JSON, nullable=False),
+    Column("parent_instance_id", String(26)),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False),
+    Column("retired_at", UtcDateTime()),
+    # one process (node, pid, start time) per entry; the (node, pid) prefix finds pid reuse
+    UniqueConstraint("node_id", "pid", "start_time", "entry_id",
+                     name="uq_agent_instances_process"),
+)
+Index("ix_agent_instances_agent_id", agent_instances.c.agent, agent_instances.c.id)
+Index("ix_agent_instances_entry_id_id", agent_instances.c.entry_id, agent_instances.c.id)
