@@ -79,6 +79,7 @@ class AuthoritySettings(_Section):
     jwt_svid_ttl: Duration = timedelta(minutes=5)
     max_x509_svid_ttl: Duration = timedelta(hours=24)
     max_jwt_svid_ttl: Duration = timedelta(hours=1)
+    node_svid_ttl: Duration = timedelta(hours=1)
     key_type: Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-4096"] = "ec-p256"
     jwt_algorithm: Literal["ES256", "ES384", "RS256", "PS256"] = "ES256"
     bundle_refresh_hint: Duration = timedelta(minutes=5)
@@ -89,7 +90,8 @@ class AuthoritySettings(_Section):
 
     @field_validator(
         "ca_ttl", "jwt_key_ttl", "x509_svid_ttl", "jwt_svid_ttl", "max_x509_svid_ttl",
-        "max_jwt_svid_ttl", "bundle_refresh_hint", "rotation_check_interval", mode="before",
+        "max_jwt_svid_ttl", "node_svid_ttl", "bundle_refresh_hint", "rotation_check_interval",
+        mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
