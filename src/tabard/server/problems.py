@@ -8,6 +8,7 @@ secret ever reaches a response body.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -56,7 +57,7 @@ def status_for(error: TabardError) -> int:
 
 
 def problem_response(
-    status: int, code: str, detail: str, *, headers: dict[str, str] | None = None,
+    status: int, code: str, detail: str, *, headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {
