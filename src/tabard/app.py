@@ -15,26 +15,74 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
 from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, IssuedAdminToken
+from tabard.registry import (
+    EntryLimits,
+    EntryService,
+    EntrySvidService,
+    InstanceService,
+    NodeService,
+)
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
 from tabard.spiffe import TrustDomain
-from tabard.store import Database, SqlAdminTokenStore, SqlAuthorityStore
+from tabard.store import (
+    Database,
+    SqlAdminTokenStore,
+    SqlAuthorityStore,
+    SqlEntryStore,
+    SqlInstanceStore,
+    SqlJoinTokenStore,
+    SqlNodeStore,
+)
 
 __all__ = [
     "ControlPlane",
     "Endpoints",
+    "RegistryServices",
     "build_control_plane",
+    "build_registry",
     "open_admin_tokens",
     "serve",
     "write_ready_file",
 ]
 
 log = logging.getLogger("tabard.app")
+
+
+@dataclass
+class RegistryServices:
+    """Entries, nodes (with their attestors), instances, entry SVIDs and join tokens."""
+
+    entries: EntryService
+    nodes: NodeService
+    instances: InstanceService
+    entry_svids: EntrySvidService
+    join_tokens: JoinTokens
+
+
+def build_registry(settings: Settings, db: Database, clock: Clock,
+                   authority: Authority) -> RegistryServices:
+    a = settings.authority
+    limits = EntryLimits(x509_svid_ttl=a.x509_svid_ttl, jwt_svid_ttl=a.jwt_svid_ttl,
+                         max_x509_svid_ttl=a.max_x509_svid_ttl,
+                         max_jwt_svid_ttl=a.max_jwt_svid_ttl)
+    entry_store, instance_store = SqlEntryStore(db), SqlInstanceStore(db)
+    token_store = SqlJoinTokenStore(db)
+    attestors = NodeAttestors([JoinTokenAttestor(token_store, clock)])
+    return RegistryServices(
+        entries=EntryService(entry_store, authority.trust_domain, clock, limits),
+        nodes=NodeService(SqlNodeStore(db), attestors, authority, clock,
+                          svid_ttl=a.node_svid_ttl),
+        instances=InstanceService(instance_store, entry_store, clock),
+        entry_svids=EntrySvidService(entry_store, instance_store, authority, clock),
+        join_tokens=JoinTokens(token_store, clock),
+    )
 
 
 @dataclass
@@ -46,6 +94,7 @@ class ControlPlane:
     clock: Clock
     authority: Authority
     admin_tokens: AdminTokenService
+    registry: RegistryServices
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -54,6 +103,11 @@ class ControlPlane:
             authority=self.authority,
             admin_tokens=self.admin_tokens,
             database_ready=self.db.ping,
+            entries=self.registry.entries,
+            nodes=self.registry.nodes,
+            instances=self.registry.instances,
+            entry_svids=self.registry.entry_svids,
+            join_tokens=self.registry.join_tokens,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -101,8 +155,9 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
         upstream=_upstream(settings),
     )
     authority.ensure_initialized()
-    return ControlPlane(settings, db, clock, authority, AdminTokenService(SqlAdminTokenStore(db),
-                                                                         clock))
+    return ControlPlane(settings, db, clock, authority,
+                        AdminTokenService(SqlAdminTokenStore(db), clock),
+                        build_registry(settings, db, clock, authority))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:

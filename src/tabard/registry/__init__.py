@@ -48,6 +48,8 @@ from tabard.registry.nodes import (
 from tabard.registry.ports import EntryStore, InstanceStore, NodeStore, SvidMinter
 from tabard.registry.selectors import Selector, matches, parse_selectors
 from tabard.registry.services import (
+    MAX_AUDIENCES,
+    MAX_SVID_REQUESTS,
     EntryService,
     EntrySvidService,
     InstanceService,
@@ -60,6 +62,8 @@ from tabard.registry.services import (
 
 __all__ = [
     "INSTANCE_PLACEHOLDER",
+    "MAX_AUDIENCES",
+    "MAX_SVID_REQUESTS",
     "RESERVED_SEGMENTS",
     "AgentInstance",
     "DuplicateEntryError",

@@ -11,7 +11,18 @@ from tabard import __version__
 from tabard.server.deps import ServerServices
 from tabard.server.metrics import ServerMetrics
 from tabard.server.problems import install_problem_handlers, problem_response
-from tabard.server.routes import admin_tokens, authority, bundle, discovery, health
+from tabard.server.routes import (
+    admin_tokens,
+    authority,
+    bundle,
+    discovery,
+    entries,
+    health,
+    instances,
+    join_tokens,
+    node_api,
+    nodes,
+)
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -51,6 +62,7 @@ def create_app(services: ServerServices) -> FastAPI:
             metrics.auth_failures.inc()
         return response
 
-    for module in (health, bundle, discovery, authority, admin_tokens):
+    for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
+                   nodes, instances, node_api):
         app.include_router(module.router)
     return app

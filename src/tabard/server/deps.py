@@ -1,4 +1,5 @@
-"""What the routes need, as typed dependencies: the services and the calling admin."""
+"""What the routes need, as typed dependencies: the services, the calling admin, the
+calling node."""
 
 from __future__ import annotations
 
@@ -6,14 +7,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+from cryptography import x509
 from fastapi import Depends, Request
 
+from tabard.attestation import JoinTokens
 from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService
-from tabard.spiffe import TrustDomain
+from tabard.registry import (
+    EntryService,
+    EntrySvidService,
+    InstanceService,
+    NodePrincipal,
+    NodeService,
+    NodeUnauthenticatedError,
+)
+from tabard.spiffe import TrustDomain, X509SvidError
+from tabard.spiffe.x509svid import verify_x509_svid
 
-__all__ = ["Admin", "ServerServices", "Services", "get_services"]
+__all__ = ["Admin", "Node", "ServerServices", "Services", "get_services", "require_node"]
 
 
 @dataclass
@@ -25,6 +37,11 @@ class ServerServices:
     authority: Authority
     admin_tokens: AdminTokenService
     database_ready: Callable[[], bool]
+    entries: EntryService
+    nodes: NodeService
+    instances: InstanceService
+    entry_svids: EntrySvidService
+    join_tokens: JoinTokens
 
 
 def get_services(request: Request) -> ServerServices:
@@ -42,3 +59,29 @@ def require_admin(request: Request, services: Services) -> AdminPrincipal:
 
 
 Admin = Annotated[AdminPrincipal, Depends(require_admin)]
+
+
+def require_node(request: Request, services: Services) -> NodePrincipal:
+    """The node behind a node API call: the TLS client chain (put into the ASGI scope by the
+    node API listener) must be an X509-SVID valid against the current bundle now, whose ID
+    is that of a known node that is not banned."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    if not chain:
+        raise NodeUnauthenticatedError("a node X509-SVID is required as client certificate")
+    try:
+        certificates = [x509.load_der_x509_certificate(der) for der in chain]
+    except (ValueError, TypeError):
+        raise NodeUnauthenticatedError("the client certificate cannot be parsed") from None
+    try:
+        spiffe_id = verify_x509_svid(certificates, services.authority.bundle(),
+                                     at=services.clock.now())
+    except X509SvidError as exc:
+        raise NodeUnauthenticatedError(
+            f"the client certificate is not a valid X509-SVID of this trust domain "
+            f"({exc.reason})"
+        ) from None
+    return services.nodes.authenticate(spiffe_id)
+
+
+Node = Annotated[NodePrincipal, Depends(require_node)]
