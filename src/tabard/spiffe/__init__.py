@@ -14,8 +14,11 @@ from tabard.spiffe.bundle import (
 )
 from tabard.spiffe.errors import BundleError, JwtSvidError, SpiffeIdError, SvidError, X509SvidError
 from tabard.spiffe.id import SpiffeId, TrustDomain
+from tabard.spiffe.jwtsvid import ALLOWED_ALGORITHMS, JwtSvid, JwtSvidValidator, verify_jwt_svid
+from tabard.spiffe.x509svid import X509Svid, verify_x509_svid
 
 __all__ = [
+    "ALLOWED_ALGORITHMS",
     "USE_JWT_SVID",
     "USE_X509_SVID",
     "Bundle",
@@ -23,10 +26,15 @@ __all__ = [
     "BundleSet",
     "BundleSource",
     "JwtAuthority",
+    "JwtSvid",
     "JwtSvidError",
+    "JwtSvidValidator",
     "SpiffeId",
     "SpiffeIdError",
     "SvidError",
     "TrustDomain",
+    "X509Svid",
     "X509SvidError",
+    "verify_jwt_svid",
+    "verify_x509_svid",
 ]
