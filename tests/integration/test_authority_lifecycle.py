@@ -46,7 +46,6 @@ def authorities(platform: DevPlatform) -> list[dict[str, str]]:
 
 def test_rotation_overlap_then_retirement(backend_platform: DevPlatform, tmp_path: Path) -> None:
     platform = backend_platform
-    now = datetime.now(UTC)
     old_chain, old_token = mint_x509(platform, tmp_path / "old"), mint_jwt(platform)
     before = bundle_of(platform)
 
@@ -54,6 +53,7 @@ def test_rotation_overlap_then_retirement(backend_platform: DevPlatform, tmp_pat
     assert rotated.returncode == 0, rotated.stderr
     new_chain, new_token = mint_x509(platform, tmp_path / "new"), mint_jwt(platform)
     overlap = bundle_of(platform)
+    now = datetime.now(UTC)
     assert overlap.sequence > before.sequence
     assert old_chain[-1].issuer != new_chain[-1].issuer or old_chain[-1] != new_chain[-1]
 
