@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tabard.app import ControlPlane, Endpoints, build_control_plane, serve, write_ready_file
 from tabard.cli.options import ConfigOpt, DataDirOpt
 from tabard.cli.output import console
 from tabard.config import Settings, load_settings
 from tabard.logs import configure_logging
+
+if TYPE_CHECKING:
+    from tabard.app import Endpoints
 
 
 def _settings(config: Path | None, data_dir: Path | None, **server: object) -> Settings:
@@ -40,6 +42,8 @@ def server(
 
     Example: tabard server --data-dir /var/lib/tabard --port 8080
     """
+    from tabard.app import build_control_plane, serve  # the daemon's own heavy imports
+
     settings = _settings(config, data_dir, host=host, port=port, node_api_port=node_api_port)
     configure_logging(settings.log_level, settings.log_file)
     plane = build_control_plane(settings)
@@ -75,6 +79,8 @@ def dev(
 
     Example: tabard dev --data-dir ./.tabard --ready-file ./.tabard/ready.json
     """
+    from tabard.app import ControlPlane, build_control_plane, serve, write_ready_file
+
     settings = _settings(config, data_dir, port=port,
                          node_api_port=0 if port == 0 else None)
     if trust_domain is not None:
