@@ -13,7 +13,7 @@ import typer
 # Typer vendors Click and, with standalone_mode=False, raises its copies of Click's errors.
 from typer._click import exceptions as click_errors
 
-from tabard.cli import admin, authority, daemons
+from tabard.cli import admin, authority, daemons, registry
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -31,6 +31,7 @@ app = typer.Typer(
 daemons.register(app)
 authority.register(app)
 admin.register(app)
+registry.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
