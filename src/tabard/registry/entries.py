@@ -115,6 +115,8 @@ class IdTemplate:
         """The template with ``{instance}`` replaced by ``instance_id``."""
         if not self.is_template:
             raise InvalidEntryError(f"{self.text} is not an instance template")
+        if not instance_id or "/" in instance_id:
+            raise InvalidEntryError(f"instance id {instance_id!r} is not one path segment")
         try:
             return SpiffeId.parse(self.text.replace(INSTANCE_PLACEHOLDER, instance_id))
         except SpiffeIdError as exc:
