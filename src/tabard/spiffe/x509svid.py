@@ -22,6 +22,7 @@ on failures only: the success path is one native verification plus a few attribu
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ _CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
 )
 
 
+# The same few IDs come back on every handshake; parsing one is pure, so it is memoised.
+_parse_id = functools.lru_cache(maxsize=1024)(SpiffeId.parse)
+
+
 def _fail(message: str, reason: str) -> NoReturn:
     raise X509SvidError(message, reason=reason)
 
@@ -86,7 +91,7 @@ def _spiffe_id_of(leaf: x509.Certificate) -> SpiffeId:
     if len(uris) > 1:
         _fail(f"the leaf certificate has {len(uris)} URI SANs, not one", "multiple_uri_sans")
     try:
-        spiffe_id = SpiffeId.parse(uris[0])
+        spiffe_id = _parse_id(uris[0])
     except SpiffeIdError as exc:
         raise X509SvidError(
             f"the URI SAN is not a SPIFFE ID: {exc}", reason="bad_spiffe_id"

@@ -20,6 +20,7 @@ from tabard.spiffe import (
     verify_jwt_svid,
 )
 from tabard.spiffe.bundle import jwk_from_public_key
+from tabard.spiffe.jwtsvid import MAX_TOKEN_LENGTH
 from tests.support.pki import (
     NOW,
     PrivateKey,
@@ -346,3 +347,21 @@ def test_error_category_and_no_token_in_messages(bundles: BundleSet) -> None:
     assert info.value.code == "invalid_jwt_svid"
     for part in tok.split("."):
         assert part not in str(info.value)
+
+
+def test_oversized_tokens_are_refused_unparsed(bundles: BundleSet) -> None:
+    claims = jwt_claims(padding="x" * (MAX_TOKEN_LENGTH))
+    assert reason_of(token(claims=claims), bundles) == "malformed"
+    assert verify_jwt_svid(token(claims=jwt_claims(padding="x" * 30_000)), bundles, AUD, now=T)
+
+
+def test_json_whitespace_is_allowed_and_trailing_data_is_not(bundles: BundleSet) -> None:
+    body = json.dumps(jwt_claims(), indent=2).encode()
+    for payload, ok in [(b" \n" + body + b"\n ", True), (body + b" {}", False),
+                        (body + b"x", False)]:
+        tok = sign_raw({"alg": "ES256", "kid": "kid-ec256"}, payload, key_for("ES256"),
+                       alg="ES256")
+        if ok:
+            assert verify_jwt_svid(tok, bundles, AUD, now=T)
+        else:
+            assert reason_of(tok, bundles) == "malformed"
