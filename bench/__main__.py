@@ -74,7 +74,8 @@ def main(argv: list[str]) -> int:
     for col in ("figure", "value", "baseline", "ratio", "goal", "verdict"):
         table.add_column(col)
     for f in figures:
-        table.add_row(f.name, _fmt(f.value, f.unit), f"{f.baseline_name}: {_fmt(f.baseline, f.unit)}",
+        table.add_row(f.name, _fmt(f.value, f.unit),
+                      f"{f.baseline_name}: {_fmt(f.baseline, f.unit)}",
                       f"{f.ratio:.2f}×", f.goal, _verdict(f))
     console.print(table)
     if set(names) == set(SUITES):

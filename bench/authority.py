@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from tests.fakes.authority_store import InMemoryAuthorityStore
 
 from bench.harness import Figure, compare_rates
 from tabard.authority import Authority, KeyType, MemoryKeyManager
 from tabard.clock import SystemClock
 from tabard.spiffe import SpiffeId, TrustDomain
 from tabard.spiffe.jwtsvid import JwtSvidValidator, verify_jwt_svid
-from tests.fakes.authority_store import InMemoryAuthorityStore
 
 TD = TrustDomain("bench.example")
 WORKLOAD = SpiffeId.parse("spiffe://bench.example/agent/bench/instance/1")

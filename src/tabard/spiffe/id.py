@@ -19,8 +19,8 @@ __all__ = [
     "TrustDomain",
     "match_any",
     "match_id",
-    "match_one_of",
     "match_member_of",
+    "match_one_of",
 ]
 
 SCHEME_PREFIX = "spiffe://"
