@@ -228,6 +228,11 @@ class ExecutableHasher:
     def _key(st: os.stat_result) -> tuple[int, ...]:
         return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
+    def has(self, st: os.stat_result) -> bool:
+        """Whether the file version ``st`` describes is hashed already (a cheap attestation)."""
+        with self._lock:
+            return self._key(st) in self._digests
+
     def digest(self, fd: int) -> str:
         """Hex SHA-256 of the open file ``fd`` (read from the start; ``fd`` is not moved)."""
         key = self._key(os.fstat(fd))

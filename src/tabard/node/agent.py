@@ -461,11 +461,15 @@ class NodeAgent:
     # --- loops -----------------------------------------------------------------------------
 
     async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Sleep ``seconds`` or until ``wake`` is set (``asyncio.wait`` never eats a cancel)."""
         if wake is None:
             await asyncio.sleep(seconds)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=max(0.0, seconds))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=max(0.0, seconds))
+        finally:
+            waiter.cancel()
         wake.clear()
 
     def _delay_until_retry(self) -> float:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -198,16 +200,39 @@ class WorkloadApiServicer:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown peer")
             raise AssertionError("unreachable")
         try:
-            return await asyncio.to_thread(
-                attest_process,
-                conn.credentials,
-                pidfd=conn.pidfd,
-                accepted_boot_time=conn.accepted_boot_time,
-                hasher=self._hasher,
-            )
+            if self._hash_cached(conn.credentials.pid):
+                # /proc reads only: cheaper than a thread hop, and on the loop the relay
+                # cannot close the pidfd meanwhile
+                return attest_process(
+                    conn.credentials,
+                    pidfd=conn.pidfd,
+                    accepted_boot_time=conn.accepted_boot_time,
+                    hasher=self._hasher,
+                )
+            # first sight of this binary: hash it off the loop, on a pidfd of our own
+            pidfd = os.dup(conn.pidfd) if conn.pidfd is not None else None
+            try:
+                return await asyncio.to_thread(
+                    functools.partial(
+                        attest_process,
+                        conn.credentials,
+                        pidfd=pidfd,
+                        accepted_boot_time=conn.accepted_boot_time,
+                        hasher=self._hasher,
+                    )
+                )
+            finally:
+                if pidfd is not None:
+                    os.close(pidfd)
         except TabardError as exc:
             await self._abort(context, exc)
             raise AssertionError("unreachable") from exc
+
+    def _hash_cached(self, pid: int) -> bool:
+        try:
+            return self._hasher.has(os.stat(f"/proc/{pid}/exe"))
+        except OSError:
+            return False
 
     async def _abort(self, context: Context, exc: TabardError) -> None:
         await context.abort(_status_of(exc), exc.message)

@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -52,10 +53,15 @@ def _run(script: str, *args: str, tmp: Path, **kwargs: object) -> subprocess.Com
     python = kwargs.pop("python", None)
     # another interpreter gets only the stdlib and PYTHONPATH (-S: no site-packages of its own)
     command = [sys.executable] if python is None else [python, "-S"]
-    return subprocess.run(
-        [*command, str(path), *args],  # type: ignore[list-item]
+    result: subprocess.CompletedProcess[str] = subprocess.run(
+        [*command, str(path), *args],
         capture_output=True, text=True, timeout=90, **kwargs,  # type: ignore[call-overload]
     )
+    return result
+
+
+def _stub(channel: grpc.Channel) -> Any:
+    return pb_grpc.SpiffeWorkloadAPIStub(channel)  # type: ignore[no-untyped-call]
 
 
 def _channel(node: RunningNode) -> grpc.Channel:
@@ -65,7 +71,7 @@ def _channel(node: RunningNode) -> grpc.Channel:
 def _status(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         call()  # type: ignore[operator]
-    return info.value.code()  # type: ignore[no-any-return, attr-defined]
+    return info.value.code()
 
 
 def test_py_spiffe_fetches_x509_context_bundles_and_jwt(node: RunningNode) -> None:
@@ -95,7 +101,7 @@ def test_py_spiffe_fetches_x509_context_bundles_and_jwt(node: RunningNode) -> No
         validated = client.validate_jwt_svid(token.token, "payments", timeout=20)
         assert str(validated.spiffe_id) == "spiffe://example.org/agent/billing"
         with _channel(node) as channel:  # py-spiffe drops the claims; read them raw
-            raw = pb_grpc.SpiffeWorkloadAPIStub(channel).ValidateJWTSVID(
+            raw = _stub(channel).ValidateJWTSVID(
                 pb.ValidateJWTSVIDRequest(audience="payments", svid=token.token),
                 metadata=HEADER, timeout=10,
             )
@@ -141,7 +147,7 @@ def test_jwt_source_and_explicit_spiffe_id(node: RunningNode) -> None:
 def test_missing_security_header_is_invalid_argument(node: RunningNode) -> None:
     node.add_entry("spiffe://example.org/a", UID_SELECTORS)
     with _channel(node) as channel:
-        stub = pb_grpc.SpiffeWorkloadAPIStub(channel)
+        stub = _stub(channel)
         assert _status(lambda: next(iter(stub.FetchX509SVID(pb.X509SVIDRequest(), timeout=10)))) \
             == grpc.StatusCode.INVALID_ARGUMENT
         assert _status(
@@ -168,7 +174,7 @@ def test_missing_security_header_is_invalid_argument(node: RunningNode) -> None:
 def test_no_matching_entry_is_permission_denied(node: RunningNode) -> None:
     node.add_entry("spiffe://example.org/other", ("unix:uid:4242",))
     with _channel(node) as channel:
-        stub = pb_grpc.SpiffeWorkloadAPIStub(channel)
+        stub = _stub(channel)
         req = {"metadata": HEADER, "timeout": 10}
         for call in (
             lambda: next(iter(stub.FetchX509SVID(pb.X509SVIDRequest(), **req))),
@@ -280,7 +286,7 @@ def test_x509_source_sees_rotation(node: RunningNode) -> None:
 def test_entry_changes_are_pushed_and_removal_ends_the_stream(node: RunningNode) -> None:
     entry = node.add_entry("spiffe://example.org/one", UID_SELECTORS)
     with _channel(node) as channel:
-        stub = pb_grpc.SpiffeWorkloadAPIStub(channel)
+        stub = _stub(channel)
         stream = stub.FetchX509SVID(pb.X509SVIDRequest(), metadata=HEADER, timeout=30)
         first = next(stream)
         assert [s.spiffe_id for s in first.svids] == ["spiffe://example.org/one"]
