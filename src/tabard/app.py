@@ -20,6 +20,8 @@ from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, loa
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, IssuedAdminToken
+from tabard.node import NodeReady, NodeSettings, run_node
+from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
     EntryLimits,
     EntryService,
@@ -44,10 +46,14 @@ from tabard.store import (
 __all__ = [
     "ControlPlane",
     "Endpoints",
+    "NodeAgent",
+    "NodeReady",
+    "NodeSettings",
     "RegistryServices",
     "build_control_plane",
     "build_registry",
     "open_admin_tokens",
+    "run_node",
     "serve",
     "write_ready_file",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -67,19 +69,31 @@ def dev(
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     ready_file: Annotated[
-        Path | None, typer.Option(help="Write JSON with server_url, trust_domain, admin_token "
-                                  "here once serving (default <data-dir>/ready.json).")
+        Path | None, typer.Option(help="Write JSON with server_url, trust_domain, admin_token, "
+                                  "workload_socket, ... here once serving (default "
+                                  "<data-dir>/ready.json).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Server port (0 = any free).")] = None,
     trust_domain: Annotated[str | None, typer.Option(help="Trust domain name.")] = None,
 ) -> None:
-    """Start the whole platform in one process on SQLite, for trying tabard out.
+    """Start the whole platform in one process on SQLite: server and node.
 
-    Creates a fresh admin token at every start and writes it to the ready file (mode 0600).
+    The node is attested with a join token it gets directly, and serves the Workload API on
+    <data-dir>/workload.sock. A fresh admin token is created at every start and written to
+    the ready file (mode 0600).
 
     Example: tabard dev --data-dir ./.tabard --ready-file ./.tabard/ready.json
     """
-    from tabard.app import ControlPlane, build_control_plane, serve, write_ready_file
+    import threading
+
+    from tabard.app import (
+        ControlPlane,
+        NodeAgent,
+        NodeSettings,
+        build_control_plane,
+        serve,
+        write_ready_file,
+    )
 
     settings = _settings(config, data_dir, port=port,
                          node_api_port=0 if port == 0 else None)
@@ -89,8 +103,24 @@ def dev(
     plane: ControlPlane = build_control_plane(settings)
     issued = plane.admin_tokens.create("dev")
     target = ready_file or settings.data_dir / "ready.json"
+    node_dir = settings.data_dir / "node"
+    socket_path = (settings.data_dir / "workload.sock").resolve()
+    agents: list[NodeAgent] = []
 
-    def ready(endpoints: Endpoints) -> None:
+    def start_node(endpoints: Endpoints) -> None:
+        # The node calls the server, whose event loop is the caller of on_ready: start it on
+        # a thread of its own so the server can answer the node's attestation.
+        token = plane.registry.join_tokens.generate().token
+        agent = NodeAgent(NodeSettings(server_url=endpoints.server_url,
+                                       socket_path=socket_path, data_dir=node_dir,
+                                       join_token=token))
+        agents.append(agent)
+        try:
+            node = agent.start(timeout=60)
+        except Exception as exc:
+            console.print(f"error: the node did not start: {exc}", markup=False)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         url = endpoints.server_url
         write_ready_file(target, {
             "server_url": url,
@@ -98,23 +128,37 @@ def dev(
             "trust_domain": settings.trust_domain,
             "admin_token": issued.token,
             "bundle_url": f"{url}/bundle",
+            "workload_socket": node.workload_socket,
+            "node_spiffe_id": str(node.node_spiffe_id),
             "data_dir": str(settings.data_dir.resolve()),
         })
-        console.print(f"tabard dev: server on {url}, trust domain {settings.trust_domain}")
+        td = settings.trust_domain
+        console.print(f"tabard dev: server on {url}, trust domain {td}")
+        console.print(f"node {node.node_spiffe_id}: Workload API on {node.workload_socket}",
+                      markup=False)
         console.print(f"ready file: {target} (holds the admin token)")
         console.print("try:", style="bold")
-        console.print(f"  export TABARD_SERVER_URL={url}", markup=False)
-        console.print(f"  export TABARD_ADMIN_TOKEN=$(python3 -c \"import json;print(json.load("
-                      f"open('{target}'))['admin_token'])\")", markup=False)
-        console.print("  tabard bundle show --format pem", markup=False)
-        console.print(f"  tabard x509 mint --spiffe-id spiffe://{settings.trust_domain}/demo "
-                      "--out-dir ./svid", markup=False)
-        console.print(f"  tabard jwt mint --spiffe-id spiffe://{settings.trust_domain}/demo "
-                      "--audience demo", markup=False)
+        for line in (
+            f"export TABARD_SERVER_URL={url}",
+            "export TABARD_ADMIN_TOKEN=$(python3 -c \"import json;print(json.load("
+            f"open('{target}'))['admin_token'])\")",
+            f"export SPIFFE_ENDPOINT_SOCKET={node.workload_socket}",
+            f"tabard entry create --spiffe-id spiffe://{td}/agent/demo/instance/{{instance}} "
+            f"--parent-id {node.node_spiffe_id} --selector unix:uid:{os.getuid()}",
+            "tabard instances list",
+            f"tabard x509 mint --spiffe-id spiffe://{td}/demo --out-dir ./svid",
+        ):
+            console.print(f"  {line}", markup=False)
+
+    def ready(endpoints: Endpoints) -> None:
+        threading.Thread(target=start_node, args=(endpoints,), name="dev-node",
+                         daemon=True).start()
 
     try:
         serve(plane, on_ready=ready)
     finally:
+        for agent in agents:
+            agent.stop()
         plane.close()
 
 

@@ -13,7 +13,7 @@ import typer
 # Typer vendors Click and, with standalone_mode=False, raises its copies of Click's errors.
 from typer._click import exceptions as click_errors
 
-from tabard.cli import admin, authority, daemons, registry
+from tabard.cli import admin, authority, daemons, node, registry
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -32,6 +32,7 @@ daemons.register(app)
 authority.register(app)
 admin.register(app)
 registry.register(app)
+node.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tabard.cli.output import console
 from tabard.logs import configure_logging
-from tabard.node import NodeReady, NodeSettings, run_node
+
+if TYPE_CHECKING:
+    from tabard.app import NodeReady
 
 __all__ = ["node", "register"]
 
@@ -49,6 +51,8 @@ def node(
 
     Example: tabard node --server http://127.0.0.1:8080 --join-token T --socket /run/tabard.sock
     """
+    from tabard.app import NodeSettings, run_node  # the daemon's own heavy imports
+
     configure_logging(log_level)
     settings = NodeSettings(
         server_url=server,
