@@ -276,6 +276,8 @@ class NodeAgent:
         self._wake_tick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._last_demand_sync = float("-inf")
+        self._sync_lock = asyncio.Lock()
 
     # --- identity --------------------------------------------------------------------------
 
@@ -718,6 +720,25 @@ class NodeAgent:
         finally:
             del self._instance_inflight[key]
 
+    async def _sync_before_denying(self) -> bool:
+        """Sync now when a caller matches nothing, at most once a second.
+
+        An entry created a moment ago then works at once instead of after the next poll;
+        callers that match nothing can cause at most one such sync a second between them.
+        """
+        if self._server_down:
+            return False
+        async with self._sync_lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._last_demand_sync < 1.0:
+                return True
+            self._last_demand_sync = now
+            try:
+                await self.sync_once()
+            except Unavailable:
+                return False
+        return True
+
     def instances_of(self, process_key: tuple[int, int]) -> list[Instance]:
         return list(self._by_process.get(process_key, ()))
 
@@ -725,6 +746,8 @@ class NodeAgent:
         self, evidence: ProcessEvidence
     ) -> list[tuple[Entry, Instance | None]]:
         entries = self.matching_entries(evidence)
+        if not entries and await self._sync_before_denying():
+            entries = self.matching_entries(evidence)
         if not entries:
             raise NoIdentityError("no registration entry matches the caller")
         out: list[tuple[Entry, Instance | None]] = []

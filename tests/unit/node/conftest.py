@@ -70,7 +70,8 @@ def fake() -> FakeNodeServer:
     return FakeNodeServer()
 
 
-def start_node(fake: FakeNodeServer, directory: Path, *, token: str | None = None) -> RunningNode:
+def start_node(fake: FakeNodeServer, directory: Path, *, token: str | None = None,
+               timings: AgentTimings = FAST) -> RunningNode:
     async def factory(settings: NodeSettings, state: NodeStateStore) -> NodeServerClient:
         return fake
 
@@ -79,7 +80,7 @@ def start_node(fake: FakeNodeServer, directory: Path, *, token: str | None = Non
         socket_path=directory / "agent.sock",
         data_dir=directory / "data",
         join_token=token if token is not None else fake.new_join_token(),
-        timings=FAST,
+        timings=timings,
     )
     service = NodeService(settings, client_factory=factory)
     service.start(timeout=30)

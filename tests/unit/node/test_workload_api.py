@@ -358,3 +358,29 @@ def test_cached_svids_are_served_while_the_server_is_down(node: RunningNode) -> 
             time.sleep(0.1)
         assert ids == {"spiffe://example.org/steady", "spiffe://example.org/after"}
         assert node.agent.server_reachable
+
+
+def test_a_new_entry_works_at_once_without_waiting_for_the_poll(
+    fake: Any, short_dir: Path
+) -> None:
+    from dataclasses import replace
+
+    from tests.unit.node.conftest import FAST, start_node
+
+    slow = start_node(fake, short_dir, timings=replace(FAST, sync_interval=3600.0))
+    try:
+        syncs = fake.calls["sync"]
+        with _channel(slow) as channel:  # matching nothing: at most one extra sync a second
+            stub = _stub(channel)
+            for _ in range(5):
+                with pytest.raises(grpc.RpcError):
+                    stub.FetchJWTSVID(pb.JWTSVIDRequest(audience=["a"]),
+                                      metadata=HEADER, timeout=5)
+        assert 1 <= fake.calls["sync"] - syncs <= 2
+        time.sleep(1.1)
+        fake.add_entry("spiffe://example.org/late", UID_SELECTORS)  # the node is not told
+        with WorkloadApiClient(socket_path=slow.uri) as client:
+            svid = client.fetch_x509_svid(timeout=10)
+        assert str(svid.spiffe_id) == "spiffe://example.org/late"
+    finally:
+        slow.service.stop()
