@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, delete, insert, select, update
+from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import ReturningInsert
@@ -44,15 +44,15 @@ __all__ = ["SqlEntryStore", "SqlInstanceStore", "SqlNodeStore"]
 _Entries = list[Entry]
 
 
-def _insert_or_ignore(db: Database, table: Table, values: dict[str, Any],
-                      conflict: Sequence[Column[Any]], returning: Column[Any]
-                      ) -> ReturningInsert[tuple[Any]]:
-    """``INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING returning``."""
+def _insert_or_ignore(db: Database, table: Table, conflict: Sequence[Column[Any]],
+                      returning: Column[Any]) -> ReturningInsert[tuple[Any]]:
+    """``INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING returning``; the values are
+    given at execution."""
     if db.dialect == "postgresql":
-        return (postgresql.insert(table).values(**values)
-                .on_conflict_do_nothing(index_elements=conflict).returning(returning))
-    return (sqlite.insert(table).values(**values)
-            .on_conflict_do_nothing(index_elements=conflict).returning(returning))
+        return (postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict)
+                .returning(returning))
+    return (sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict)
+            .returning(returning))
 
 
 def _bump_revision(db: Database, c: Connection, parent_id: str) -> int:
@@ -112,6 +112,9 @@ def _entry_values(entry: Entry) -> dict[str, Any]:
     }
 
 
+_GET_ENTRY = select(registration_entries).where(registration_entries.c.id == bindparam("b_id"))
+
+
 class SqlEntryStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -131,8 +134,7 @@ class SqlEntryStore:
 
     def get(self, entry_id: str) -> Entry | None:
         with self._db.connect() as c:
-            row = c.execute(select(registration_entries)
-                            .where(registration_entries.c.id == entry_id)).first()
+            row = c.execute(_GET_ENTRY, {"b_id": entry_id}).first()
         return _entry(row) if row else None
 
     def get_many(self, entry_ids: Iterable[str]) -> dict[str, Entry]:
@@ -275,24 +277,38 @@ def _instance(row: Any) -> AgentInstance:
     )
 
 
+_I = agent_instances
+# Registration runs for every new process, so its statements are built once: SQLAlchemy then
+# reuses their cache keys and compiled forms instead of rebuilding them per call.
+_PARENT_NODE = select(_I.c.node_id).where(_I.c.id == bindparam("b_id"))
+_RETIRE_REUSED_PID = update(_I).where(
+    _I.c.node_id == bindparam("b_node"), _I.c.pid == bindparam("b_pid"),
+    _I.c.start_time != bindparam("b_start"), _I.c.retired_at.is_(None),
+).values(retired_at=bindparam("b_at"))
+_REFRESH = update(_I).where(
+    _I.c.node_id == bindparam("b_node"), _I.c.pid == bindparam("b_pid"),
+    _I.c.start_time == bindparam("b_start"), _I.c.entry_id == bindparam("b_entry"),
+).values(last_seen_at=bindparam("b_at")).returning(*_I.c)
+_GET_INSTANCE = select(_I).where(_I.c.id == bindparam("b_id"))
+
+
 class SqlInstanceStore:
     """Instances in one table, never deleted. A registration is one transaction of two to
-    four indexed statements."""
+    three statements on indexes."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._insert = _insert_or_ignore(
+            db, _I, [_I.c.node_id, _I.c.pid, _I.c.start_time, _I.c.entry_id], _I.c.id)
 
     def register(self, candidate: AgentInstance) -> Registration:
-        t = agent_instances
-        key = (t.c.node_id == candidate.node_id, t.c.pid == candidate.pid,
-               t.c.start_time == candidate.start_time, t.c.entry_id == candidate.entry_id)
         with self._db.begin() as c:
             parent = candidate.parent_instance_id
             if parent is not None:
-                owner = c.execute(select(t.c.node_id).where(t.c.id == parent)).scalar()
+                owner = c.execute(_PARENT_NODE, {"b_id": parent}).scalar()
                 if owner != candidate.node_id:
                     parent = None
-            values = {
+            inserted = c.execute(self._insert, {
                 "id": candidate.id, "node_id": candidate.node_id,
                 "entry_id": candidate.entry_id, "spiffe_id": str(candidate.spiffe_id),
                 "agent": candidate.agent, "pid": candidate.pid,
@@ -300,28 +316,20 @@ class SqlInstanceStore:
                 "exe_path": candidate.exe_path, "exe_sha256": candidate.exe_sha256,
                 "selectors": [str(s) for s in candidate.selectors],
                 "parent_instance_id": parent, "first_seen_at": candidate.first_seen_at,
-                "last_seen_at": candidate.last_seen_at,
-            }
-            inserted = c.execute(_insert_or_ignore(
-                self._db, t, values,
-                [t.c.node_id, t.c.pid, t.c.start_time, t.c.entry_id], t.c.id,
-            )).scalar()
+                "last_seen_at": candidate.last_seen_at, "retired_at": None,
+            }).scalar()
+            key = {"b_node": candidate.node_id, "b_pid": candidate.pid,
+                   "b_start": candidate.start_time}
             if inserted is not None:
-                c.execute(update(t).where(
-                    t.c.node_id == candidate.node_id, t.c.pid == candidate.pid,
-                    t.c.start_time != candidate.start_time, t.c.retired_at.is_(None),
-                ).values(retired_at=candidate.first_seen_at))
+                c.execute(_RETIRE_REUSED_PID, {**key, "b_at": candidate.first_seen_at})
                 return Registration(replace(candidate, parent_instance_id=parent), True)
-            row = c.execute(
-                update(t).where(*key).values(last_seen_at=candidate.last_seen_at)
-                .returning(*t.c)
-            ).one()
+            row = c.execute(_REFRESH, {**key, "b_entry": candidate.entry_id,
+                                       "b_at": candidate.last_seen_at}).one()
         return Registration(_instance(row), False)
 
     def get(self, instance_id: str) -> AgentInstance | None:
         with self._db.connect() as c:
-            row = c.execute(select(agent_instances)
-                            .where(agent_instances.c.id == instance_id)).first()
+            row = c.execute(_GET_INSTANCE, {"b_id": instance_id}).first()
         return _instance(row) if row else None
 
     def touch(self, node_id: str, instance_ids: Sequence[str], at: datetime) -> int:
