@@ -57,7 +57,9 @@ class Database:
             if path == ":memory:" or not path:
                 raise Invalid("an in-memory SQLite database cannot be shared; give a file path")
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # no pre-ping: a round trip per checkout halves write throughput; a connection lost
+            # to a restart fails one request, then SQLAlchemy invalidates the whole pool.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
