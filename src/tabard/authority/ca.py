@@ -207,7 +207,10 @@ def _check_signing_ca(cert: x509.Certificate, key: PrivateKey, what: str) -> Non
             raise CaCertificateError(f"the {what} certificate may not sign certificates")
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
         raise CaCertificateError(f"the {what} key must be an EC or RSA key")
-    if _spki(cert.public_key()) != _spki(key):  # type: ignore[arg-type]
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey) or (
+        _spki(public) != _spki(key)
+    ):
         raise CaCertificateError(f"the {what} private key does not match its certificate")
 
 
@@ -215,9 +218,10 @@ def _authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIden
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            issuer.public_key()  # type: ignore[arg-type]
-        )
+        public = issuer.public_key()
+        if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+            raise CaCertificateError("the issuing CA must have an EC or RSA key") from None
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(public)
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
