@@ -15,11 +15,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import authority
+from bench import authority, instances, workload
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
     "authority": authority.run,
+    "workload": workload.run,
+    "instances": instances.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
