@@ -112,6 +112,23 @@ class DevPlatform:
             ) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env={**self.cli_env, **(env or {})})
 
+    @property
+    def workload_socket(self) -> str:
+        """The Workload API address as workloads take it: ``unix:///abs/path``."""
+        return str(self.ready["workload_socket"])
+
+    @property
+    def workload_socket_path(self) -> Path:
+        return Path(self.workload_socket.removeprefix("unix://"))
+
+    @property
+    def node_spiffe_id(self) -> str:
+        return str(self.ready["node_spiffe_id"])
+
+    @property
+    def trust_domain(self) -> str:
+        return str(self.ready.get("trust_domain", self.trust_domain_name))
+
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30,
                             headers={"Authorization": f"Bearer {self.admin_token}"})
