@@ -143,7 +143,7 @@ def dev(
             "export TABARD_ADMIN_TOKEN=$(python3 -c \"import json;print(json.load("
             f"open('{target}'))['admin_token'])\")",
             f"export SPIFFE_ENDPOINT_SOCKET={node.workload_socket}",
-            f"tabard entry create --spiffe-id spiffe://{td}/agent/demo/instance/{{instance}} "
+            f"tabard entry create --spiffe-id 'spiffe://{td}/agent/demo/instance/{{instance}}' "
             f"--parent-id {node.node_spiffe_id} --selector unix:uid:{os.getuid()}",
             "tabard instances list",
             f"tabard x509 mint --spiffe-id spiffe://{td}/demo --out-dir ./svid",
