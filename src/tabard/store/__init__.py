@@ -18,3 +18,7 @@ __all__ = [
     "SqlNodeStore",
     "normalize_url",
 ]
+
+from tabard.store.directory import SqlGroupStore, SqlScimTokenStore, SqlUserStore  # noqa: E402
+
+__all__ += ["SqlGroupStore", "SqlScimTokenStore", "SqlUserStore"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Double,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -156,3 +158,72 @@ agent_instances = Table(
 )
 Index("ix_agent_instances_agent_id", agent_instances.c.agent, agent_instances.c.id)
 Index("ix_agent_instances_entry_id_id", agent_instances.c.entry_id, agent_instances.c.id)
+
+# --- directory: users, groups, SCIM tokens (migration 0004) -----------------------------------
+
+directory_users = Table(
+    "directory_users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_name", String(255), nullable=False),
+    # casefolded userName: unique, and how a name is looked up (userName is not case-exact)
+    Column("user_name_key", String(1024), nullable=False, unique=True),
+    Column("active", Boolean, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_directory_users_created_at_id", directory_users.c.created_at, directory_users.c.id)
+
+directory_groups = Table(
+    "directory_groups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("display_name", String(255), nullable=False),
+    Column("display_name_key", String(1024), nullable=False, unique=True),
+    Column("attributes", JSON, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_directory_groups_created_at_id", directory_groups.c.created_at, directory_groups.c.id)
+
+# members in two tables so that each has a real foreign key: a member that is deleted
+# leaves its groups in the same transaction; position keeps the order the client gave
+directory_group_users = Table(
+    "directory_group_users",
+    metadata,
+    Column("group_id", String(36), ForeignKey("directory_groups.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("user_id", String(36), ForeignKey("directory_users.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("display", Text),
+)
+Index("ix_directory_group_users_user_id", directory_group_users.c.user_id)
+
+directory_group_groups = Table(
+    "directory_group_groups",
+    metadata,
+    Column("group_id", String(36), ForeignKey("directory_groups.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("member_group_id", String(36),
+           ForeignKey("directory_groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("display", Text),
+)
+Index("ix_directory_group_groups_member_group_id", directory_group_groups.c.member_group_id)
+
+scim_tokens = Table(
+    "scim_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("last_used_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+)
+__all__ += ["directory_group_groups", "directory_group_users", "directory_groups",
+            "directory_users", "scim_tokens"]
