@@ -8,7 +8,12 @@
   entry's TTLs and DNS names, resolving instance templates.
 
 Each refuses what is not the calling node's own with
-:class:`~tabard.registry.errors.NotYourEntryError` (node-api.md).
+:class:`~tabard.registry.errors.NotYourEntryError` (node-api.md). Given an
+:class:`~tabard.registry.ports.IdentityGate`, the instance and SVID services also refuse the
+entries of agents whose definition is not active (ARCHITECTURE §5): an instance registration
+or a JWT-SVID with :class:`~tabard.registry.agent_errors.AgentNotActiveError` (or
+``AgentRetiredError``), and an X509-SVID batch by leaving those requests out of the answer,
+so that one suspended agent does not stop the rotation of a node's other SVIDs.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from tabard.attestation import NodeAttestors
 from tabard.authority import MintedX509Svid, PublicKey
 from tabard.clock import Clock
 from tabard.errors import Invalid
+from tabard.registry.agent_errors import AgentNotActiveError, AgentRetiredError
+from tabard.registry.agents import AgentState, IdentityUse, agent_of
 from tabard.registry.entries import (
+    INSTANCE_PLACEHOLDER,
     Entry,
     EntryLimits,
     EntryPatch,
@@ -58,7 +66,13 @@ from tabard.registry.nodes import (
     node_id_from_spiffe_id,
     node_spiffe_id,
 )
-from tabard.registry.ports import EntryStore, InstanceStore, NodeStore, SvidMinter
+from tabard.registry.ports import (
+    EntryStore,
+    IdentityGate,
+    InstanceStore,
+    NodeStore,
+    SvidMinter,
+)
 from tabard.registry.selectors import parse_selectors
 from tabard.spiffe import Bundle, SpiffeId, SpiffeIdError, TrustDomain
 
@@ -258,16 +272,42 @@ def _owned_entry(entries: EntryStore, node: NodePrincipal, entry_id: str) -> Ent
     return entry
 
 
+def _use(node: NodePrincipal, entry: Entry, kind: str, spiffe_id: str) -> IdentityUse | None:
+    agent = agent_of(entry.spiffe_id)
+    if agent is None:
+        return None
+    return IdentityUse(agent=agent, kind=kind, node_id=node.node_id, entry_id=entry.id,
+                       spiffe_id=spiffe_id)
+
+
+def _refuse(agent: str, state: AgentState) -> None:
+    if state.leaving:
+        raise AgentRetiredError(f"agent {agent!r} is {state.value}: its identities are no "
+                                "longer issued (the attempt is recorded)")
+    raise AgentNotActiveError(f"agent {agent!r} is {state.value}: SVIDs are issued only "
+                              "while its definition is active")
+
+
+def _admit(gate: IdentityGate | None, use: IdentityUse | None) -> None:
+    if gate is None or use is None:
+        return
+    refused = gate.refused([use])
+    if use.agent in refused:
+        _refuse(use.agent, refused[use.agent])
+
+
 # --- instances -----------------------------------------------------------------------------
 
 
 class InstanceService:
     """Agent instances: one ID per process of an instance-template entry."""
 
-    def __init__(self, store: InstanceStore, entries: EntryStore, clock: Clock) -> None:
+    def __init__(self, store: InstanceStore, entries: EntryStore, clock: Clock,
+                 gate: IdentityGate | None = None) -> None:
         self._store = store
         self._entries = entries
         self._clock = clock
+        self._gate = gate
 
     def register(self, node: NodePrincipal, report: InstanceReport) -> Registration:
         """The instance of the reported process: the same one for the same process, a new
@@ -280,6 +320,7 @@ class InstanceService:
             raise SelectorMismatchError(
                 f"the process does not show every selector of entry {entry.id}"
             )
+        _admit(self._gate, _use(node, entry, "instance_registration", entry.spiffe_id.text))
         now = self._clock.now()
         instance_id = new_ulid(now)
         candidate = AgentInstance(
@@ -339,11 +380,12 @@ class EntrySvidService:
     instance of that entry on that node. TTLs and DNS names come from the entry."""
 
     def __init__(self, entries: EntryStore, instances: InstanceStore, minter: SvidMinter,
-                 clock: Clock) -> None:
+                 clock: Clock, gate: IdentityGate | None = None) -> None:
         self._entries = entries
         self._instances = instances
         self._minter = minter
         self._clock = clock
+        self._gate = gate
 
     def _resolve(self, node: NodePrincipal, entry: Entry, instance_id: str | None,
                  cache: dict[str, AgentInstance]) -> SpiffeId:
@@ -365,19 +407,29 @@ class EntrySvidService:
 
     def x509(self, node: NodePrincipal,
              requests: Sequence[X509SvidRequest]) -> list[IssuedX509Svid]:
-        """Mint every request, or none: a request that is not the node's refuses the batch."""
+        """Mint every request, or none: a request that is not the node's refuses the batch.
+        Requests for agents that may not get identities now are left out of the answer."""
         if len(requests) > MAX_SVID_REQUESTS:
             raise Invalid(f"at most {MAX_SVID_REQUESTS} SVID requests per call")
         entries = self._entries.get_many({r.entry_id for r in requests if _is_uuid(r.entry_id)})
-        instances: dict[str, AgentInstance] = {}
-        planned: list[tuple[X509SvidRequest, Entry, SpiffeId]] = []
+        owned: list[tuple[X509SvidRequest, Entry]] = []
         for request in requests:
             entry = entries.get(request.entry_id)
             if entry is None or entry.parent_id != node.spiffe_id:
                 raise NotYourEntryError(f"entry {request.entry_id!r} is not an entry of this "
                                         "node")
-            planned.append((request, entry, self._resolve(node, entry, request.instance_id,
-                                                          instances)))
+            owned.append((request, entry))
+        if self._gate is not None:
+            # before resolving: a retired agent's instances are retired too, and its attempts
+            # must be recorded as residual use rather than refused as someone else's
+            uses = [u for request, entry in owned if (u := _use(
+                node, entry, "x509_svid", _requested_id(entry, request.instance_id))) is not None]
+            refused = self._gate.refused(uses) if uses else {}
+            if refused:
+                owned = [(r, e) for r, e in owned if agent_of(e.spiffe_id) not in refused]
+        instances: dict[str, AgentInstance] = {}
+        planned = [(request, entry, self._resolve(node, entry, request.instance_id, instances))
+                   for request, entry in owned]
         issued = [
             IssuedX509Svid(request.entry_id, request.instance_id, self._minter.mint_x509_svid(
                 spiffe_id, public_key=request.public_key,
@@ -397,6 +449,7 @@ class EntrySvidService:
         if ttl_seconds is not None and (isinstance(ttl_seconds, bool) or ttl_seconds <= 0):
             raise Invalid("ttl_seconds must be a positive number of seconds")
         entry = _owned_entry(self._entries, node, entry_id)
+        _admit(self._gate, _use(node, entry, "jwt_svid", _requested_id(entry, instance_id)))
         instances: dict[str, AgentInstance] = {}
         spiffe_id = self._resolve(node, entry, instance_id, instances)
         seconds = entry.jwt_svid_ttl if ttl_seconds is None else min(ttl_seconds,
@@ -406,6 +459,15 @@ class EntrySvidService:
         if instances:
             self._instances.touch(node.node_id, list(instances), self._clock.now())
         return IssuedJwtSvid(spiffe_id, token, _expiry(token))
+
+
+def _requested_id(entry: Entry, instance_id: str | None) -> str:
+    """The SPIFFE ID a request asks for, as text, for the residual-use record (an instance
+    id that is not one path segment is recorded as the template)."""
+    text = entry.spiffe_id.text
+    if entry.is_template and instance_id and "/" not in instance_id and len(instance_id) <= 64:
+        return text.replace(INSTANCE_PLACEHOLDER, instance_id)
+    return text
 
 
 def _expiry(token: str) -> datetime:

@@ -22,3 +22,12 @@ __all__ = [
 from tabard.store.directory import SqlGroupStore, SqlScimTokenStore, SqlUserStore  # noqa: E402
 
 __all__ += ["SqlGroupStore", "SqlScimTokenStore", "SqlUserStore"]
+
+from tabard.store.agents import (  # noqa: E402
+    SqlAgentActivity,
+    SqlAgentStore,
+    SqlFindingStore,
+    SqlResidualUseStore,
+)
+
+__all__ += ["SqlAgentActivity", "SqlAgentStore", "SqlFindingStore", "SqlResidualUseStore"]

@@ -227,3 +227,122 @@ scim_tokens = Table(
 )
 __all__ += ["directory_group_groups", "directory_group_users", "directory_groups",
             "directory_users", "scim_tokens"]
+
+# --- agents (migration 0003) --------------------------------------------------------------------
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("model_provider", String(128), nullable=False),
+    Column("model_name", String(128), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("hosting", String(255), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("tools", JSON, nullable=False),
+    Column("image_digest", String(200), nullable=False),
+    Column("system_prompt_digest", String(200)),
+    Column("config", JSON),
+    Column("checksum", String(64), nullable=False),
+    Column("policy_bindings", JSON, nullable=False),
+    Column("delegation", String(32), nullable=False),
+    Column("entry_id", String(36)),
+    Column("sanitization_hooks", JSON, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("state_changed_at", UtcDateTime(), nullable=False),
+    Column("read_only", Boolean, nullable=False),
+    Column("inbound_blocked", Boolean, nullable=False),
+    Column("last_attested_by", String(255)),
+    Column("last_attested_at", UtcDateTime()),
+    Column("attestation_due_at", UtcDateTime()),
+    Column("transferred_at", UtcDateTime()),
+    Column("seal", String(64)),
+    Column("sealed_through", Integer),
+    Column("sealed_at", UtcDateTime()),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_agents_owner", agents.c.owner)
+Index("ix_agents_state", agents.c.state)
+
+agent_events = Table(
+    "agent_events",
+    metadata,
+    Column("agent", String(63), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(48), nullable=False),
+    Column("from_state", String(32)),
+    Column("to_state", String(32)),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+agent_changes = Table(
+    "agent_changes",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("agent", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("requested_by", String(255), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(255)),
+    Column("decided_at", UtcDateTime()),
+    Column("reason", Text, nullable=False),
+)
+Index("ix_agent_changes_agent_status", agent_changes.c.agent, agent_changes.c.status)
+
+agent_findings = Table(
+    "agent_findings",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("agent", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("opened_at", UtcDateTime(), nullable=False),
+    Column("acted_at", UtcDateTime()),
+    Column("resolved_at", UtcDateTime()),
+    # 'y' while open, NULL once resolved: at most one open finding per agent and kind
+    Column("open_marker", String(1)),
+    UniqueConstraint("agent", "kind", "open_marker", name="uq_agent_findings_open"),
+)
+Index("ix_agent_findings_open_marker", agent_findings.c.open_marker)
+
+agent_retirement_steps = Table(
+    "agent_retirement_steps",
+    metadata,
+    Column("agent", String(63), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("name", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", UtcDateTime()),
+    Column("completed_at", UtcDateTime()),
+    Column("result", JSON, nullable=False),
+    Column("error", Text),
+)
+
+agent_residual_use = Table(
+    "agent_residual_use",
+    metadata,
+    # SHA-256 of (agent, kind, node, SPIFFE ID): repeated attempts add to one row
+    Column("id", String(64), primary_key=True),
+    Column("agent", String(63), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("node_id", String(32)),
+    Column("spiffe_id", String(2048), nullable=False),
+    Column("entry_id", String(36)),
+    Column("first_at", UtcDateTime(), nullable=False),
+    Column("last_at", UtcDateTime(), nullable=False),
+    Column("count", BigInteger, nullable=False),
+)
+Index("ix_agent_residual_use_agent", agent_residual_use.c.agent)
+__all__ += ["agent_changes", "agent_events", "agent_findings", "agent_residual_use",
+            "agent_retirement_steps", "agents"]
