@@ -19,7 +19,7 @@ from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
 from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
-from tabard.directory import AdminTokenService, IssuedAdminToken
+from tabard.directory import AdminTokenService, Directory, IssuedAdminToken
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
@@ -38,9 +38,12 @@ from tabard.store import (
     SqlAdminTokenStore,
     SqlAuthorityStore,
     SqlEntryStore,
+    SqlGroupStore,
     SqlInstanceStore,
     SqlJoinTokenStore,
     SqlNodeStore,
+    SqlScimTokenStore,
+    SqlUserStore,
 )
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "NodeSettings",
     "RegistryServices",
     "build_control_plane",
+    "build_directory",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -91,6 +95,11 @@ def build_registry(settings: Settings, db: Database, clock: Clock,
     )
 
 
+def build_directory(db: Database, clock: Clock) -> Directory:
+    """People (users, groups, roles), their SCIM 2.0 endpoint and its tokens."""
+    return Directory.build(SqlUserStore(db), SqlGroupStore(db), SqlScimTokenStore(db), clock)
+
+
 @dataclass
 class ControlPlane:
     """The server's services over one database, ready to be served or used directly."""
@@ -101,6 +110,7 @@ class ControlPlane:
     authority: Authority
     admin_tokens: AdminTokenService
     registry: RegistryServices
+    directory: Directory
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -114,6 +124,7 @@ class ControlPlane:
             instances=self.registry.instances,
             entry_svids=self.registry.entry_svids,
             join_tokens=self.registry.join_tokens,
+            directory=self.directory,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -163,7 +174,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     authority.ensure_initialized()
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock),
-                        build_registry(settings, db, clock, authority))
+                        build_registry(settings, db, clock, authority),
+                        directory=build_directory(db, clock))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:

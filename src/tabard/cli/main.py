@@ -14,6 +14,7 @@ import typer
 from typer._click import exceptions as click_errors
 
 from tabard.cli import admin, authority, daemons, node, registry
+from tabard.cli import directory as directory_cli
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -33,6 +34,7 @@ authority.register(app)
 admin.register(app)
 registry.register(app)
 node.register(app)
+directory_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

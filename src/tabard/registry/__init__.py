@@ -247,3 +247,32 @@ __all__ = [
     "trail_digest",
     "validate_spec",
 ]
+
+# --- NHI inventory: non-agent identities from their sources (:mod:`.inventory`) ---------------
+from tabard.registry.inventory import (
+    MAX_INVENTORY_PAGE,
+    InvalidNhiError,
+    InventoryQuery,
+    InventoryService,
+    InventoryStore,
+    NhiKind,
+    NhiNotFoundError,
+    NhiRecord,
+    NhiSpec,
+    UpsertResult,
+    check_source,
+)
+
+__all__ += [
+    "MAX_INVENTORY_PAGE",
+    "InvalidNhiError",
+    "InventoryQuery",
+    "InventoryService",
+    "InventoryStore",
+    "NhiKind",
+    "NhiNotFoundError",
+    "NhiRecord",
+    "NhiSpec",
+    "UpsertResult",
+    "check_source",
+]

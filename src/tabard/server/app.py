@@ -22,6 +22,7 @@ from tabard.server.routes import (
     join_tokens,
     node_api,
     nodes,
+    scim,
 )
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -63,6 +64,6 @@ def create_app(services: ServerServices) -> FastAPI:
         return response
 
     for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
-                   nodes, instances, node_api):
+                   nodes, instances, node_api, scim):
         app.include_router(module.router)
     return app

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from tabard.attestation import JoinTokens
 from tabard.authority import Authority
 from tabard.clock import Clock
-from tabard.directory import AdminPrincipal, AdminTokenService
+from tabard.directory import AdminPrincipal, AdminTokenService, Directory
 from tabard.registry import (
     EntryService,
     EntrySvidService,
@@ -42,6 +42,7 @@ class ServerServices:
     instances: InstanceService
     entry_svids: EntrySvidService
     join_tokens: JoinTokens
+    directory: Directory
 
 
 def get_services(request: Request) -> ServerServices:

@@ -19,6 +19,10 @@ __all__ = [
     "normalize_url",
 ]
 
+from tabard.store.inventory import SqlInventoryStore
+
+__all__ += ["SqlInventoryStore"]
+
 from tabard.store.directory import SqlGroupStore, SqlScimTokenStore, SqlUserStore  # noqa: E402
 
 __all__ += ["SqlGroupStore", "SqlScimTokenStore", "SqlUserStore"]

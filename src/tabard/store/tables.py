@@ -159,6 +159,30 @@ agent_instances = Table(
 Index("ix_agent_instances_agent_id", agent_instances.c.agent, agent_instances.c.id)
 Index("ix_agent_instances_entry_id_id", agent_instances.c.entry_id, agent_instances.c.id)
 
+# --- NHI inventory (migration 0005) -------------------------------------------------------------
+
+inventory_records = Table(
+    "inventory_records",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("source", String(64), nullable=False),
+    Column("external_id", String(1024), nullable=False),
+    Column("owner", String(255)),
+    Column("created_at", UtcDateTime()),
+    Column("last_used_at", UtcDateTime()),
+    Column("expires_at", UtcDateTime()),
+    Column("privileges", JSON, nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("first_seen_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    # re-importing a source's record updates it: the key of the upsert
+    UniqueConstraint("source", "external_id", name="uq_inventory_records_source_external_id"),
+)
+Index("ix_inventory_records_owner", inventory_records.c.owner)
+__all__ += ["inventory_records"]
+
 # --- directory: users, groups, SCIM tokens (migration 0004) -----------------------------------
 
 directory_users = Table(
