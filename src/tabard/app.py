@@ -20,6 +20,7 @@ from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, loa
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, IssuedAdminToken
+from tabard.discovery import InventoryDiscovery
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
@@ -27,6 +28,7 @@ from tabard.registry import (
     EntryService,
     EntrySvidService,
     InstanceService,
+    InventoryService,
     NodeService,
 )
 from tabard.server import ServerServices, create_app
@@ -40,6 +42,7 @@ from tabard.store import (
     SqlEntryStore,
     SqlGroupStore,
     SqlInstanceStore,
+    SqlInventoryStore,
     SqlJoinTokenStore,
     SqlNodeStore,
     SqlScimTokenStore,
@@ -55,6 +58,7 @@ __all__ = [
     "RegistryServices",
     "build_control_plane",
     "build_directory",
+    "build_inventory",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -95,6 +99,11 @@ def build_registry(settings: Settings, db: Database, clock: Clock,
     )
 
 
+def build_inventory(db: Database, clock: Clock) -> InventoryDiscovery:
+    """Non-agent NHIs: records in the registry, import and posture in discovery."""
+    return InventoryDiscovery(InventoryService(SqlInventoryStore(db), clock), clock)
+
+
 def build_directory(db: Database, clock: Clock) -> Directory:
     """People (users, groups, roles), their SCIM 2.0 endpoint and its tokens."""
     return Directory.build(SqlUserStore(db), SqlGroupStore(db), SqlScimTokenStore(db), clock)
@@ -110,6 +119,7 @@ class ControlPlane:
     authority: Authority
     admin_tokens: AdminTokenService
     registry: RegistryServices
+    inventory: InventoryDiscovery
     directory: Directory
 
     def server_services(self) -> ServerServices:
@@ -124,6 +134,7 @@ class ControlPlane:
             instances=self.registry.instances,
             entry_svids=self.registry.entry_svids,
             join_tokens=self.registry.join_tokens,
+            inventory=self.inventory,
             directory=self.directory,
         )
 
@@ -175,6 +186,7 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock),
                         build_registry(settings, db, clock, authority),
+                        inventory=build_inventory(db, clock),
                         directory=build_directory(db, clock))
 
 

@@ -19,6 +19,7 @@ from tabard.server.routes import (
     entries,
     health,
     instances,
+    inventory,
     join_tokens,
     node_api,
     nodes,
@@ -64,6 +65,6 @@ def create_app(services: ServerServices) -> FastAPI:
         return response
 
     for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
-                   nodes, instances, node_api, scim):
+                   nodes, instances, node_api, inventory, scim):
         app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ from tabard.attestation import JoinTokens
 from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
+from tabard.discovery import InventoryDiscovery
 from tabard.registry import (
     EntryService,
     EntrySvidService,
@@ -42,6 +43,7 @@ class ServerServices:
     instances: InstanceService
     entry_svids: EntrySvidService
     join_tokens: JoinTokens
+    inventory: InventoryDiscovery
     directory: Directory
 
 
