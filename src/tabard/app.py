@@ -19,17 +19,22 @@ from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
 from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
-from tabard.directory import AdminTokenService, Directory, IssuedAdminToken
-from tabard.discovery import InventoryDiscovery
+from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
+    AgentIdentityGate,
+    AgentService,
+    DirectoryPerson,
     EntryLimits,
     EntryService,
     EntrySvidService,
     InstanceService,
-    InventoryService,
+    LifecyclePolicy,
+    LocalHookRunner,
     NodeService,
+    OrphanDetector,
+    RetirementService,
 )
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
@@ -38,27 +43,31 @@ from tabard.spiffe import TrustDomain
 from tabard.store import (
     Database,
     SqlAdminTokenStore,
+    SqlAgentActivity,
+    SqlAgentStore,
     SqlAuthorityStore,
     SqlEntryStore,
+    SqlFindingStore,
     SqlGroupStore,
     SqlInstanceStore,
-    SqlInventoryStore,
     SqlJoinTokenStore,
     SqlNodeStore,
+    SqlResidualUseStore,
     SqlScimTokenStore,
     SqlUserStore,
 )
 
 __all__ = [
+    "AgentServices",
     "ControlPlane",
     "Endpoints",
     "NodeAgent",
     "NodeReady",
     "NodeSettings",
     "RegistryServices",
+    "build_agents",
     "build_control_plane",
     "build_directory",
-    "build_inventory",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -87,26 +96,72 @@ def build_registry(settings: Settings, db: Database, clock: Clock,
                          max_x509_svid_ttl=a.max_x509_svid_ttl,
                          max_jwt_svid_ttl=a.max_jwt_svid_ttl)
     entry_store, instance_store = SqlEntryStore(db), SqlInstanceStore(db)
+    # SVIDs and instances only while an agent's definition is active (ARCHITECTURE §5)
+    gate = AgentIdentityGate(SqlAgentStore(db), SqlResidualUseStore(db), clock)
     token_store = SqlJoinTokenStore(db)
     attestors = NodeAttestors([JoinTokenAttestor(token_store, clock)])
     return RegistryServices(
         entries=EntryService(entry_store, authority.trust_domain, clock, limits),
         nodes=NodeService(SqlNodeStore(db), attestors, authority, clock,
                           svid_ttl=a.node_svid_ttl),
-        instances=InstanceService(instance_store, entry_store, clock),
-        entry_svids=EntrySvidService(entry_store, instance_store, authority, clock),
+        instances=InstanceService(instance_store, entry_store, clock, gate=gate),
+        entry_svids=EntrySvidService(entry_store, instance_store, authority, clock,
+                                     gate=gate),
         join_tokens=JoinTokens(token_store, clock),
     )
-
-
-def build_inventory(db: Database, clock: Clock) -> InventoryDiscovery:
-    """Non-agent NHIs: records in the registry, import and posture in discovery."""
-    return InventoryDiscovery(InventoryService(SqlInventoryStore(db), clock), clock)
 
 
 def build_directory(db: Database, clock: Clock) -> Directory:
     """People (users, groups, roles), their SCIM 2.0 endpoint and its tokens."""
     return Directory.build(SqlUserStore(db), SqlGroupStore(db), SqlScimTokenStore(db), clock)
+
+
+class _DirectoryOwners:
+    """The registry's ``OwnerDirectory`` port over the directory's people
+    (``docs/design/agents-and-directory.md``)."""
+
+    def __init__(self, people: DirectoryService) -> None:
+        self._people = people
+
+    def find_person(self, user_name: str) -> DirectoryPerson | None:
+        person = self._people.find_person(user_name)
+        if person is None:
+            return None
+        return DirectoryPerson(person.user_name, person.active, person.is_person, person.roles)
+
+
+@dataclass
+class AgentServices:
+    """Agent definitions and lifecycle, retirement and orphan detection."""
+
+    agents: AgentService
+    retirement: RetirementService
+    orphans: OrphanDetector
+    policy: LifecyclePolicy
+
+
+def build_agents(settings: Settings, db: Database, clock: Clock, registry: RegistryServices,
+                 people: DirectoryService, *,
+                 policy: LifecyclePolicy | None = None) -> AgentServices:
+    """The agent services over the directory's people; subscribes orphan detection to the
+    directory's user status changes. Sanitisation command hooks live in
+    ``<data_dir>/hooks``."""
+    policy = policy or LifecyclePolicy()
+    td = TrustDomain(settings.trust_domain)
+    agent_store, findings = SqlAgentStore(db), SqlFindingStore(db)
+    activity, residual = SqlAgentActivity(db), SqlResidualUseStore(db)
+    owners = _DirectoryOwners(people)
+    hooks = LocalHookRunner(settings.data_dir / "hooks", td, timeout=policy.hook_timeout)
+    orphans = OrphanDetector(agent_store, findings, activity, owners, clock, policy)
+    people.subscribe(orphans)
+    return AgentServices(
+        agents=AgentService(agent_store, findings, SqlInstanceStore(db), residual, owners,
+                            registry.entries, SqlNodeStore(db), hooks, td, clock, policy),
+        retirement=RetirementService(agent_store, activity, SqlEntryStore(db), hooks, clock,
+                                     findings),
+        orphans=orphans,
+        policy=policy,
+    )
 
 
 @dataclass
@@ -119,8 +174,8 @@ class ControlPlane:
     authority: Authority
     admin_tokens: AdminTokenService
     registry: RegistryServices
-    inventory: InventoryDiscovery
     directory: Directory
+    agents: AgentServices
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -134,7 +189,9 @@ class ControlPlane:
             instances=self.registry.instances,
             entry_svids=self.registry.entry_svids,
             join_tokens=self.registry.join_tokens,
-            inventory=self.inventory,
+            agents=self.agents.agents,
+            retirement=self.agents.retirement,
+            orphans=self.agents.orphans,
             directory=self.directory,
         )
 
@@ -183,11 +240,12 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
         upstream=_upstream(settings),
     )
     authority.ensure_initialized()
+    registry = build_registry(settings, db, clock, authority)
+    directory = build_directory(db, clock)
     return ControlPlane(settings, db, clock, authority,
-                        AdminTokenService(SqlAdminTokenStore(db), clock),
-                        build_registry(settings, db, clock, authority),
-                        inventory=build_inventory(db, clock),
-                        directory=build_directory(db, clock))
+                        AdminTokenService(SqlAdminTokenStore(db), clock), registry,
+                        directory=directory,
+                        agents=build_agents(settings, db, clock, registry, directory.people))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -200,6 +258,21 @@ async def _rotation_loop(plane: ControlPlane) -> None:
             log.exception("authority rotation check failed")
 
 
+async def _agents_loop(plane: ControlPlane) -> None:
+    """Finish the retirements a previous run left unfinished, then sweep for orphans."""
+    try:
+        await asyncio.to_thread(plane.agents.retirement.resume_all)
+    except Exception:
+        log.exception("resuming unfinished retirements failed")
+    interval = plane.agents.policy.sweep_interval.total_seconds()
+    while True:
+        try:
+            await asyncio.to_thread(plane.agents.orphans.sweep)
+        except Exception:
+            log.exception("orphan sweep failed")
+        await asyncio.sleep(interval)
+
+
 def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
     """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening."""
     s = plane.settings.server
@@ -210,7 +283,8 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
     node_api = Listener(s.host, s.node_api_port, public_url=s.node_api_public_url)
     asyncio.run(serve_listeners(
         app, rest, node_api=node_api, tls=tls,
-        background=[_rotation_loop(plane), tls.refresh_loop()], on_ready=on_ready,
+        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane)],
+        on_ready=on_ready,
     ))
 
 

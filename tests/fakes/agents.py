@@ -116,7 +116,7 @@ class AgentWorld:
         self.orphans = OrphanDetector(self.agent_store, self.findings, self.activity,
                                       self.directory, self.clock, self.policy)
         self.retirement = RetirementService(self.agent_store, self.activity, self.entry_store,
-                                            self.hooks, self.clock)
+                                            self.hooks, self.clock, self.findings)
         node_id = uuid.uuid4().hex
         self.node = NodeRecord(id=node_id, spiffe_id=node_spiffe_id(TD, node_id),
                                attestor="join_token",

@@ -14,8 +14,8 @@ import typer
 from typer._click import exceptions as click_errors
 
 from tabard.cli import admin, authority, daemons, node, registry
+from tabard.cli import agents as agents_cli
 from tabard.cli import directory as directory_cli
-from tabard.cli import inventory as inventory_cli
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -35,8 +35,8 @@ authority.register(app)
 admin.register(app)
 registry.register(app)
 node.register(app)
+agents_cli.register(app)
 directory_cli.register(app)
-inventory_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

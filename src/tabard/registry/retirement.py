@@ -12,7 +12,8 @@
 5. ``seal_trail`` — a SHA-256 hash chain over the agent's lifecycle events is stored as its
    seal (:func:`trail_digest`); :meth:`RetirementService.verify_seal` recomputes it.
 6. ``watch_residual`` — from here on the identity gate's records of refused attempts are
-   the residual-use report; the agent becomes ``retired``.
+   the residual-use report; open orphan findings are closed (a retired agent is nobody's
+   orphan) and the agent becomes ``retired``.
 
 Crash safety: a step is marked done only *after* its side effect is durable — in the same
 transaction when the effect is a database write, right after otherwise — and a run skips the
@@ -41,13 +42,20 @@ from tabard.registry.agents import (
     AgentState,
     ChangeStatus,
     EventDraft,
+    FindingKind,
     HookOutcome,
     RetirementStep,
     StepName,
     StepStatus,
 )
 from tabard.registry.lifecycle import check_transition
-from tabard.registry.ports import AgentActivity, AgentStore, EntryStore, HookRunner
+from tabard.registry.ports import (
+    AgentActivity,
+    AgentStore,
+    EntryStore,
+    FindingStore,
+    HookRunner,
+)
 
 __all__ = [
     "RETIREMENT_ACTOR",
@@ -107,8 +115,9 @@ class RetirementService:
     """Starts, runs and resumes retirements; at most one run per agent in this process."""
 
     def __init__(self, agents: AgentStore, activity: AgentActivity, entries: EntryStore,
-                 hooks: HookRunner, clock: Clock) -> None:
+                 hooks: HookRunner, clock: Clock, findings: FindingStore | None = None) -> None:
         self._agents = agents
+        self._findings = findings
         self._activity = activity
         self._entries = entries
         self._hooks = hooks
@@ -310,8 +319,11 @@ class RetirementService:
     def _watch(self, step: RetirementStep) -> None:
         agent = self._get(step.agent)
         now = self._clock.now()
+        closed = (self._findings.resolve(agent.name, list(FindingKind), now)
+                  if self._findings is not None else [])
         result = {"residual_use_recorded_since": agent.state_changed_at.isoformat(),
-                  "report": f"tabard agents residual {agent.name}"}
+                  "report": f"tabard agents residual {agent.name}",
+                  "findings_closed": [f.id for f in closed]}
         retired = EventDraft(kind="retired", actor=RETIREMENT_ACTOR, reason="all retirement "
                              "steps done", at=now, from_state=AgentState.RETIRING,
                              to_state=AgentState.RETIRED, details={"seal": agent.seal})

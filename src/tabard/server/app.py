@@ -13,13 +13,13 @@ from tabard.server.metrics import ServerMetrics
 from tabard.server.problems import install_problem_handlers, problem_response
 from tabard.server.routes import (
     admin_tokens,
+    agents,
     authority,
     bundle,
     discovery,
     entries,
     health,
     instances,
-    inventory,
     join_tokens,
     node_api,
     nodes,
@@ -65,6 +65,7 @@ def create_app(services: ServerServices) -> FastAPI:
         return response
 
     for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
-                   nodes, instances, node_api, inventory, scim):
+                   nodes, instances, node_api, scim):
         app.include_router(module.router)
+    app.include_router(agents.router)
     return app

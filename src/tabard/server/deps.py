@@ -14,14 +14,16 @@ from tabard.attestation import JoinTokens
 from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
-from tabard.discovery import InventoryDiscovery
 from tabard.registry import (
+    AgentService,
     EntryService,
     EntrySvidService,
     InstanceService,
     NodePrincipal,
     NodeService,
     NodeUnauthenticatedError,
+    OrphanDetector,
+    RetirementService,
 )
 from tabard.spiffe import TrustDomain, X509SvidError
 from tabard.spiffe.x509svid import verify_x509_svid
@@ -43,7 +45,9 @@ class ServerServices:
     instances: InstanceService
     entry_svids: EntrySvidService
     join_tokens: JoinTokens
-    inventory: InventoryDiscovery
+    agents: AgentService
+    retirement: RetirementService
+    orphans: OrphanDetector
     directory: Directory
 
 
