@@ -20,6 +20,7 @@ from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, loa
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
+from tabard.discovery import InventoryDiscovery
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
@@ -30,6 +31,7 @@ from tabard.registry import (
     EntryService,
     EntrySvidService,
     InstanceService,
+    InventoryService,
     LifecyclePolicy,
     LocalHookRunner,
     NodeService,
@@ -50,6 +52,7 @@ from tabard.store import (
     SqlFindingStore,
     SqlGroupStore,
     SqlInstanceStore,
+    SqlInventoryStore,
     SqlJoinTokenStore,
     SqlNodeStore,
     SqlResidualUseStore,
@@ -68,6 +71,7 @@ __all__ = [
     "build_agents",
     "build_control_plane",
     "build_directory",
+    "build_inventory",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -109,6 +113,11 @@ def build_registry(settings: Settings, db: Database, clock: Clock,
                                      gate=gate),
         join_tokens=JoinTokens(token_store, clock),
     )
+
+
+def build_inventory(db: Database, clock: Clock) -> InventoryDiscovery:
+    """Non-agent NHIs: records in the registry, import and posture in discovery."""
+    return InventoryDiscovery(InventoryService(SqlInventoryStore(db), clock), clock)
 
 
 def build_directory(db: Database, clock: Clock) -> Directory:
@@ -174,6 +183,7 @@ class ControlPlane:
     authority: Authority
     admin_tokens: AdminTokenService
     registry: RegistryServices
+    inventory: InventoryDiscovery
     directory: Directory
     agents: AgentServices
 
@@ -192,6 +202,7 @@ class ControlPlane:
             agents=self.agents.agents,
             retirement=self.agents.retirement,
             orphans=self.agents.orphans,
+            inventory=self.inventory,
             directory=self.directory,
         )
 
@@ -244,7 +255,7 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     directory = build_directory(db, clock)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
-                        directory=directory,
+                        inventory=build_inventory(db, clock), directory=directory,
                         agents=build_agents(settings, db, clock, registry, directory.people))
 
 

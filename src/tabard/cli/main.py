@@ -16,6 +16,7 @@ from typer._click import exceptions as click_errors
 from tabard.cli import admin, authority, daemons, node, registry
 from tabard.cli import agents as agents_cli
 from tabard.cli import directory as directory_cli
+from tabard.cli import inventory as inventory_cli
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -37,6 +38,7 @@ registry.register(app)
 node.register(app)
 agents_cli.register(app)
 directory_cli.register(app)
+inventory_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from tabard.server.routes import (
     entries,
     health,
     instances,
+    inventory,
     join_tokens,
     node_api,
     nodes,
@@ -65,7 +66,7 @@ def create_app(services: ServerServices) -> FastAPI:
         return response
 
     for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
-                   nodes, instances, node_api, scim):
+                   nodes, instances, node_api, inventory, scim):
         app.include_router(module.router)
     app.include_router(agents.router)
     return app

@@ -14,6 +14,7 @@ from tabard.attestation import JoinTokens
 from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
+from tabard.discovery import InventoryDiscovery
 from tabard.registry import (
     AgentService,
     EntryService,
@@ -48,6 +49,7 @@ class ServerServices:
     agents: AgentService
     retirement: RetirementService
     orphans: OrphanDetector
+    inventory: InventoryDiscovery
     directory: Directory
 
 
