@@ -155,7 +155,12 @@ def build_agents(settings: Settings, db: Database, clock: Clock, registry: Regis
     """The agent services over the directory's people; subscribes orphan detection to the
     directory's user status changes. Sanitisation command hooks live in
     ``<data_dir>/hooks``."""
-    policy = policy or LifecyclePolicy()
+    g = settings.agents
+    policy = policy or LifecyclePolicy(
+        transfer_deadline=g.transfer_deadline, attestation_interval=g.attestation_interval,
+        orphan_action=g.orphan_action, orphan_grace=g.orphan_grace, stale_after=g.stale_after,
+        sweep_interval=g.sweep_interval, hook_timeout=g.hook_timeout,
+    )
     td = TrustDomain(settings.trust_domain)
     agent_store, findings = SqlAgentStore(db), SqlFindingStore(db)
     activity, residual = SqlAgentActivity(db), SqlResidualUseStore(db)

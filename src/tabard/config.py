@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tabard.errors import Invalid
 
 __all__ = [
+    "AgentSettings",
     "AuthoritySettings",
     "ConfigError",
     "ServerSettings",
@@ -98,6 +99,31 @@ class AuthoritySettings(_Section):
         return parse_duration(value)
 
 
+class AgentSettings(_Section):
+    """Lifecycle rules for agent definitions (ARCHITECTURE §5)."""
+
+    transfer_deadline: Duration = timedelta(days=7)
+    attestation_interval: Duration | None = timedelta(days=90)
+    orphan_action: Literal["flag", "suspend"] = "flag"
+    orphan_grace: Duration = timedelta(days=3)
+    stale_after: Duration = timedelta(days=30)
+    sweep_interval: Duration = timedelta(hours=1)
+    hook_timeout: Duration = timedelta(minutes=5)
+
+    @field_validator("transfer_deadline", "orphan_grace", "stale_after", "sweep_interval",
+                     "hook_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("attestation_interval", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "never", "none")):
+            return None
+        return parse_duration(value)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -117,6 +143,7 @@ class Settings(_Section):
     log_file: Path | None = None
     server: ServerSettings = ServerSettings()
     authority: AuthoritySettings = AuthoritySettings()
+    agents: AgentSettings = AgentSettings()
 
     @field_validator("trust_domain")
     @classmethod
