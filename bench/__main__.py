@@ -15,13 +15,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import authority, instances, workload
+from bench import authority, instances, registry, workload
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
     "authority": authority.run,
     "workload": workload.run,
     "instances": instances.run,
+    "registry": registry.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
