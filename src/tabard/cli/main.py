@@ -43,7 +43,7 @@ inventory_cli.register(app)
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, prog_name="tabard", standalone_mode=False)
+        code = app(args=argv, prog_name="tabard", standalone_mode=False)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
@@ -61,4 +61,5 @@ def main(argv: list[str] | None = None) -> None:
     except TabardError as exc:
         err_console.print(f"error: {exc.message}", markup=False)
         sys.exit(2 if isinstance(exc, Invalid) else 1)
-    sys.exit(0)
+    # without standalone mode, Click returns the code of a typer.Exit instead of exiting
+    sys.exit(code if isinstance(code, int) else 0)
