@@ -40,9 +40,11 @@ from tabard.registry.ports import (
     OwnerDirectory,
 )
 
-__all__ = ["SWEEP_ACTOR", "Orphan", "OrphanDetector", "SweepReport"]
+__all__ = ["SWEEP_ACTOR", "SWEEP_PAGE", "Orphan", "OrphanDetector", "SweepReport"]
 
 SWEEP_ACTOR = "tabard:orphan-sweep"
+SWEEP_PAGE = 1000
+"""Definitions read per query by the sweep (it reads them all, page after page)."""
 DIRECTORY_ACTOR = "tabard:directory"
 OWNER_KINDS = (FindingKind.OWNER_INACTIVE, FindingKind.OWNER_DELETED, FindingKind.OWNER_MISSING)
 _WATCHED = (AgentState.REGISTERED, AgentState.ACTIVE, AgentState.PENDING_RECERTIFICATION,
@@ -71,7 +73,10 @@ class OrphanDetector:
 
     def __init__(self, agents: AgentStore, findings: FindingStore, activity: AgentActivity,
                  directory: OwnerDirectory, clock: Clock,
-                 policy: LifecyclePolicy | None = None) -> None:
+                 policy: LifecyclePolicy | None = None, *, page_size: int = SWEEP_PAGE) -> None:
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self._page_size = page_size
         self._agents = agents
         self._findings = findings
         self._activity = activity
@@ -105,7 +110,7 @@ class OrphanDetector:
     def sweep(self) -> SweepReport:
         """One pass over every agent that is not leaving."""
         now = self._clock.now()
-        agents = self._agents.list(AgentQuery(states=_WATCHED))
+        agents = self._watched()
         owners: dict[str, DirectoryPerson | None] = {}
         for owner in {a.owner for a in agents}:
             owners[owner] = self._directory.find_person(owner)
@@ -135,6 +140,17 @@ class OrphanDetector:
                                             "resolved": resolved, "suspended": suspended,
                                             "narrowed": narrowed})
         return report
+
+    def _watched(self) -> list[AgentDefinition]:
+        """Every definition the sweep looks at, read in keyset pages of ``page_size``."""
+        out: list[AgentDefinition] = []
+        after = ""
+        while True:
+            page = self._agents.page(_WATCHED, after=after, limit=self._page_size)
+            out.extend(page)
+            if len(page) < self._page_size:
+                return out
+            after = page[-1].name
 
     def _conditions(self, agent: AgentDefinition, person: DirectoryPerson | None,
                     last_seen: datetime | None, current: dict[FindingKind, Finding],

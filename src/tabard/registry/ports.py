@@ -128,6 +128,11 @@ class InstanceStore(Protocol):
 
     def get(self, instance_id: str) -> AgentInstance | None: ...
 
+    def get_by_spiffe_id(self, spiffe_id: SpiffeId) -> AgentInstance | None:
+        """The instance that holds ``spiffe_id`` (each instance's is unique: it ends in the
+        instance's ULID); ``None`` if none does."""
+        ...
+
     def touch(self, node_id: str, instance_ids: Sequence[str], at: datetime) -> int:
         """Set ``last_seen_at`` of those of ``instance_ids`` that belong to ``node_id``;
         returns how many."""
@@ -206,7 +211,14 @@ class AgentStore(Protocol):
     def get(self, name: str) -> AgentDefinition | None: ...
 
     def list(self, query: AgentQuery) -> builtins.list[AgentDefinition]:
-        """Agents matching every filter, by name."""
+        """Agents matching every filter, by name (at most ``query.limit``)."""
+        ...
+
+    def page(self, states: Collection[AgentState], *, after: str = "",
+             limit: int = 1000) -> builtins.list[AgentDefinition]:
+        """Up to ``limit`` agents in one of ``states`` whose name sorts after ``after``, by
+        name: a keyset page, so a caller passing the last name it got walks every agent
+        however many there are."""
         ...
 
     def states(self, names: Collection[str]) -> dict[str, AgentState]:

@@ -15,7 +15,17 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -179,6 +189,18 @@ def _step(row: Any) -> RetirementStep:
     )
 
 
+# Read on every SVID and instance request (the gate) or page by page (the sweep): built once,
+# so SQLAlchemy reuses their compiled forms.
+_GET_AGENT = select(agents).where(agents.c.name == bindparam("b_name"))
+_STATE = select(agents.c.state).where(agents.c.name == bindparam("b_name"))
+_STATES = select(agents.c.name, agents.c.state).where(
+    agents.c.name.in_(bindparam("b_names", expanding=True)))
+_PAGE = (select(agents)
+         .where(agents.c.state.in_(bindparam("b_states", expanding=True)),
+                agents.c.name > bindparam("b_after"))
+         .order_by(agents.c.name).limit(bindparam("b_limit", type_=Integer)))
+
+
 class SqlAgentStore:
     """The :class:`~tabard.registry.ports.AgentStore` port."""
 
@@ -223,9 +245,18 @@ class SqlAgentStore:
         return bool(removed)
 
     def get(self, name: str) -> AgentDefinition | None:
-        with self._db.connect() as c:
-            row = c.execute(select(agents).where(agents.c.name == name)).first()
+        with self._db.read() as c:
+            row = c.execute(_GET_AGENT, {"b_name": name}).first()
         return _agent(row) if row else None
+
+    def page(self, states: Collection[AgentState], *, after: str = "",
+             limit: int = 1000) -> builtins.list[AgentDefinition]:
+        if not states or limit < 1:
+            return []
+        with self._db.read() as c:
+            rows = c.execute(_PAGE, {"b_states": sorted(s.value for s in states),
+                                     "b_after": after, "b_limit": limit}).all()
+        return [_agent(r) for r in rows]
 
     def list(self, query: AgentQuery) -> builtins.list[AgentDefinition]:
         stmt = select(agents)
@@ -236,16 +267,21 @@ class SqlAgentStore:
         if query.states:
             stmt = stmt.where(agents.c.state.in_([s.value for s in query.states]))
         stmt = stmt.order_by(agents.c.name).limit(query.limit)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(stmt).all()
         return [_agent(r) for r in rows]
 
     def states(self, names: Collection[str]) -> dict[str, AgentState]:
+        if not names:
+            return {}
         out: dict[str, AgentState] = {}
-        with self._db.connect() as c:
+        with self._db.read() as c:
+            if len(names) == 1:  # the gate's usual question: one agent, by primary key
+                (name,) = names
+                state = c.execute(_STATE, {"b_name": name}).scalar()
+                return {name: AgentState(state)} if state is not None else {}
             for chunk in _chunks(sorted(names)):
-                for row in c.execute(select(agents.c.name, agents.c.state)
-                                     .where(agents.c.name.in_(chunk))):
+                for row in c.execute(_STATES, {"b_names": chunk}):
                     out[row.name] = AgentState(row.state)
         return out
 
@@ -277,7 +313,7 @@ class SqlAgentStore:
         return _agent(row)
 
     def events(self, name: str, *, after: int = 0) -> builtins.list[AgentEvent]:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(select(agent_events)
                              .where(agent_events.c.agent == name, agent_events.c.seq > after)
                              .order_by(agent_events.c.seq)).all()
@@ -287,13 +323,13 @@ class SqlAgentStore:
         stmt = select(agent_changes).where(agent_changes.c.agent == name)
         if pending_only:
             stmt = stmt.where(agent_changes.c.status == ChangeStatus.PENDING.value)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(stmt.order_by(agent_changes.c.requested_at,
                                            agent_changes.c.id)).all()
         return [_change(r) for r in rows]
 
     def steps(self, name: str) -> builtins.list[RetirementStep]:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(select(agent_retirement_steps)
                              .where(agent_retirement_steps.c.agent == name)
                              .order_by(agent_retirement_steps.c.step)).all()
@@ -359,7 +395,7 @@ class SqlFindingStore:
             stmt = stmt.where(t.c.agent == agent)
         if open_only:
             stmt = stmt.where(t.c.open_marker == _OPEN)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(stmt.order_by(t.c.opened_at, t.c.id)).all()
         return [_finding(r) for r in rows]
 
@@ -380,7 +416,7 @@ class SqlAgentActivity:
         t = agent_instances
         stmt = select(t.c.agent, func.max(t.c.last_seen_at).label("seen")).group_by(t.c.agent)
         out: dict[str, datetime] = {}
-        with self._db.connect() as c:
+        with self._db.read() as c:
             if len(wanted) > _CHUNK:  # one pass over every agent beats many IN lists
                 rows = c.execute(stmt.where(t.c.agent.is_not(None))).all()
             else:
@@ -398,7 +434,7 @@ class SqlAgentActivity:
 
     def count_instances(self, name: str) -> tuple[int, int]:
         t = agent_instances
-        with self._db.connect() as c:
+        with self._db.read() as c:
             row = c.execute(select(func.count(), func.count(t.c.retired_at))
                             .where(t.c.agent == name)).one()
         return int(row[0]), int(row[1])
@@ -447,7 +483,7 @@ class SqlResidualUseStore:
         stmt = select(t)
         if agent is not None:
             stmt = stmt.where(t.c.agent == agent)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(stmt.order_by(t.c.last_at.desc(), t.c.id)).all()
         return [ResidualUse(agent=r.agent, kind=r.kind, node_id=r.node_id,
                             spiffe_id=r.spiffe_id, entry_id=r.entry_id, first_at=r.first_at,

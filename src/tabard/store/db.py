@@ -3,6 +3,10 @@
 SQLite runs in WAL mode with a busy timeout so the server's threads and the CLI can share one
 file; PostgreSQL is used as it comes. The schema is owned by Alembic: :meth:`Database.migrate`
 upgrades to the newest revision and is safe to call at every start.
+
+Writes run in a transaction (:meth:`Database.begin`). A read of one statement runs on an
+autocommit connection (:meth:`Database.read`): without it the driver opens a transaction
+before the ``SELECT`` and the pool rolls it back after, three round trips for one answer.
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _autocommit(engine: Engine) -> Engine:
+    """The engine's pool in autocommit mode: the mode is set on checkout and undone on
+    return, by driver attributes only (no statement is sent for it)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = normalize_url(url)
@@ -63,6 +73,7 @@ class Database:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._reader = _autocommit(self.engine)
 
     @classmethod
     def unpooled(cls, url: str) -> Database:
@@ -72,6 +83,7 @@ class Database:
         db.engine = create_engine(db.url, poolclass=NullPool)
         if db.dialect == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
+        db._reader = _autocommit(db.engine)
         return db
 
     def alembic_config(self) -> Config:
@@ -94,6 +106,17 @@ class Database:
         """A connection in a transaction: committed on success, rolled back on error."""
         try:
             with self.engine.begin() as connection:
+                yield connection
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig.__class__.__name__}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection in autocommit mode, for reads of a single statement: one round trip
+        each (no ``BEGIN``/``ROLLBACK`` around it). Statements on it do not share a snapshot,
+        so reads that must agree with each other use :meth:`connect` or :meth:`begin`."""
+        try:
+            with self._reader.connect() as connection:
                 yield connection
         except OperationalError as exc:
             raise Unavailable(f"database unavailable: {exc.orig.__class__.__name__}") from exc

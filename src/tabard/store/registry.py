@@ -113,6 +113,8 @@ def _entry_values(entry: Entry) -> dict[str, Any]:
 
 
 _GET_ENTRY = select(registration_entries).where(registration_entries.c.id == bindparam("b_id"))
+_GET_ENTRIES = select(registration_entries).where(
+    registration_entries.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 class SqlEntryStore:
@@ -133,7 +135,7 @@ class SqlEntryStore:
         return stored
 
     def get(self, entry_id: str) -> Entry | None:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             row = c.execute(_GET_ENTRY, {"b_id": entry_id}).first()
         return _entry(row) if row else None
 
@@ -141,9 +143,8 @@ class SqlEntryStore:
         ids = list(dict.fromkeys(entry_ids))
         if not ids:
             return {}
-        with self._db.connect() as c:
-            rows = c.execute(select(registration_entries)
-                             .where(registration_entries.c.id.in_(ids))).all()
+        with self._db.read() as c:
+            rows = c.execute(_GET_ENTRIES, {"b_ids": ids}).all()
         return {row.id: _entry(row) for row in rows}
 
     def list(self, *, parent_id: SpiffeId | None = None,
@@ -154,7 +155,7 @@ class SqlEntryStore:
         if spiffe_id is not None:
             query = query.where(registration_entries.c.spiffe_id == spiffe_id)
         query = query.order_by(registration_entries.c.created_at, registration_entries.c.id)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(query).all()
         return [_entry(r) for r in rows]
 
@@ -233,18 +234,18 @@ class SqlNodeStore:
             ))
 
     def get(self, node_id: str) -> NodeRecord | None:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             row = c.execute(select(nodes).where(nodes.c.id == node_id)).first()
         return _node(row) if row else None
 
     def find_by_attestation_key(self, attestor: str, key: str) -> NodeRecord | None:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             row = c.execute(select(nodes).where(nodes.c.attestor == attestor,
                                                 nodes.c.attestation_key == key)).first()
         return _node(row) if row else None
 
     def list(self) -> list[NodeRecord]:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(select(nodes).order_by(nodes.c.attested_at, nodes.c.id)).all()
         return [_node(r) for r in rows]
 
@@ -290,6 +291,7 @@ _REFRESH = update(_I).where(
     _I.c.start_time == bindparam("b_start"), _I.c.entry_id == bindparam("b_entry"),
 ).values(last_seen_at=bindparam("b_at")).returning(*_I.c)
 _GET_INSTANCE = select(_I).where(_I.c.id == bindparam("b_id"))
+_BY_SPIFFE_ID = select(_I).where(_I.c.spiffe_id == bindparam("b_spiffe_id"))
 
 
 class SqlInstanceStore:
@@ -328,8 +330,13 @@ class SqlInstanceStore:
         return Registration(_instance(row), False)
 
     def get(self, instance_id: str) -> AgentInstance | None:
-        with self._db.connect() as c:
+        with self._db.read() as c:
             row = c.execute(_GET_INSTANCE, {"b_id": instance_id}).first()
+        return _instance(row) if row else None
+
+    def get_by_spiffe_id(self, spiffe_id: SpiffeId) -> AgentInstance | None:
+        with self._db.read() as c:
+            row = c.execute(_BY_SPIFFE_ID, {"b_spiffe_id": str(spiffe_id)}).first()
         return _instance(row) if row else None
 
     def touch(self, node_id: str, instance_ids: Sequence[str], at: datetime) -> int:
@@ -355,6 +362,6 @@ class SqlInstanceStore:
         if query.entry_id is not None:
             stmt = stmt.where(t.c.entry_id == query.entry_id)
         stmt = stmt.order_by(t.c.id.desc()).limit(query.limit)
-        with self._db.connect() as c:
+        with self._db.read() as c:
             rows = c.execute(stmt).all()
         return [_instance(r) for r in rows]
