@@ -24,7 +24,7 @@ NODE = f"spiffe://{TD}/node/{'ab' * 16}"
 COMMANDS = [
     ["entry", "create"], ["entry", "list"], ["entry", "show"], ["entry", "update"],
     ["entry", "delete"], ["token", "generate"], ["nodes", "list"], ["nodes", "show"],
-    ["nodes", "ban"], ["instances", "list"],
+    ["nodes", "ban"], ["instances", "list"], ["instances", "show"],
 ]
 
 
@@ -192,6 +192,31 @@ def test_join_token_attestation_instances_and_ban_over_mtls(platform: DevPlatfor
         assert ok(platform.cli("instances", "list", "--agent", "nobody", "--json")) == []
         table = platform.cli("instances", "list", env={"COLUMNS": "200"})
         assert table.returncode == 0 and first["instance_id"] in table.stdout
+
+        # one instance by the SPIFFE ID it holds, or by its id
+        by_spiffe_id = ok(platform.cli("instances", "show", first["spiffe_id"], "--json"))
+        assert by_spiffe_id == instances[0]
+        assert ok(platform.cli("instances", "show", first["instance_id"].upper(),
+                               "--json")) == instances[0]
+        shown_instance = platform.cli("instances", "show", first["spiffe_id"],
+                                      env={"COLUMNS": "200"})
+        assert shown_instance.returncode == 0, shown_instance.stderr
+        assert first["instance_id"] in shown_instance.stdout and exe_sha in shown_instance.stdout
+        unknown = first["spiffe_id"].replace(first["instance_id"], "0" * 26)
+        missing = platform.cli("instances", "show", unknown)
+        assert missing.returncode == 1 and "no instance holds" in missing.stderr
+        assert platform.cli("instances", "show", "0" * 26).returncode == 1
+        malformed = platform.cli("instances", "show", "not-an-id")
+        assert malformed.returncode == 2 and "neither" in malformed.stderr
+        with platform.http() as admin:
+            listed = admin.get("/api/v1/instances",
+                               params={"spiffe_id": first["spiffe_id"]}).json()
+            assert [i["id"] for i in listed] == [first["instance_id"]]
+            other_agent = admin.get("/api/v1/instances", params={
+                "spiffe_id": first["spiffe_id"], "agent": "nobody"})
+            assert other_agent.status_code == 200 and other_agent.json() == []
+            bad = admin.get("/api/v1/instances", params={"spiffe_id": "not a spiffe id"})
+            assert bad.status_code == 400
 
         banned = platform.cli("nodes", "ban", node["node_id"][:10])
         assert banned.returncode == 0 and "banned" in banned.stdout

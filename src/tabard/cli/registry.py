@@ -14,7 +14,7 @@ from tabard.cli.options import JsonOpt, ServerOpt
 from tabard.cli.output import console, print_fields, print_json, print_table, when
 from tabard.config import format_duration, parse_duration
 from tabard.errors import Invalid
-from tabard.registry import IdTemplate, Selector
+from tabard.registry import IdTemplate, InstanceNotFoundError, Selector
 from tabard.spiffe import SpiffeId, TrustDomain
 
 __all__ = ["register"]
@@ -365,6 +365,48 @@ def instances_list(
         [[r["id"], r["agent"], r["node_id"][:8], r["pid"], r["parent_instance_id"],
           when(r["last_seen_at"]), when(r["retired_at"])] for r in rows],
     )
+
+
+_INSTANCE_ID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
+"""An instance id: a ULID in lower-case Crockford base 32."""
+
+
+@instances_app.command("show")
+def instances_show(
+    instance: Annotated[str, typer.Argument(
+        help="Instance id (a ULID), or the SPIFFE ID the instance holds.")],
+    server: ServerOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show one agent instance with its evidence, by id or by SPIFFE ID.
+
+    Example: tabard instances show spiffe://example.org/agent/trading/instance/01jd...
+    """
+    client = AdminClient(server)
+    if instance.startswith("spiffe://"):
+        spiffe_id = str(SpiffeId.parse(instance))
+        rows: list[dict[str, Any]] = client.get(
+            f"/api/v1/instances?spiffe_id={_quote(spiffe_id)}")
+        if not rows:
+            raise InstanceNotFoundError(f"no instance holds {spiffe_id}")
+        row = rows[0]
+    else:
+        instance_id = instance.lower()
+        if not _INSTANCE_ID.fullmatch(instance_id):
+            raise Invalid(f"{instance!r} is neither an instance id nor a SPIFFE ID")
+        row = client.get(f"/api/v1/instances/{instance_id}")
+    if json_out:
+        print_json(row)
+        return
+    print_fields({
+        "id": row["id"], "SPIFFE ID": row["spiffe_id"], "agent": row["agent"] or "-",
+        "node": row["node_id"], "entry": row["entry_id"], "pid": row["pid"],
+        "uid/gid": f"{row['uid']}/{row['gid']}", "executable": row["exe_path"],
+        "executable SHA-256": row["exe_sha256"], "selectors": ", ".join(row["selectors"]),
+        "parent instance": row["parent_instance_id"] or "-",
+        "first seen": when(row["first_seen_at"]), "last seen": when(row["last_seen_at"]),
+        "retired": when(row["retired_at"]) if row["retired_at"] else "no",
+    })
 
 
 def register(app: typer.Typer) -> None:

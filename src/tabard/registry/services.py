@@ -347,6 +347,12 @@ class InstanceService:
             raise InstanceNotFoundError(f"no instance with id {instance_id!r}")
         return instance
 
+    def find(self, spiffe_id: SpiffeId | str) -> AgentInstance | None:
+        """The instance holding ``spiffe_id`` (``None`` if no instance does); a string that is
+        not a SPIFFE ID is refused (:class:`~tabard.spiffe.SpiffeIdError`)."""
+        parsed = spiffe_id if isinstance(spiffe_id, SpiffeId) else SpiffeId.parse(spiffe_id)
+        return self._store.get_by_spiffe_id(parsed)
+
     def list(self, query: InstanceQuery | None = None) -> list[AgentInstance]:
         return self._store.list(query or InstanceQuery())
 

@@ -158,6 +158,8 @@ agent_instances = Table(
 )
 Index("ix_agent_instances_agent_id", agent_instances.c.agent, agent_instances.c.id)
 Index("ix_agent_instances_entry_id_id", agent_instances.c.entry_id, agent_instances.c.id)
+# lookup by SPIFFE ID (migration 0006); unique because each one ends in its instance's ULID
+Index("ix_agent_instances_spiffe_id", agent_instances.c.spiffe_id, unique=True)
 
 # --- NHI inventory (migration 0005) -------------------------------------------------------------
 

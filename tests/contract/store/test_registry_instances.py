@@ -128,3 +128,14 @@ def test_concurrent_registrations_of_one_process_agree(store: SqlInstanceStore) 
         t.join()
     assert len(set(results)) == 1
     assert sorted(created) == [False] * 5 + [True]
+
+
+def test_get_by_spiffe_id(store: SqlInstanceStore) -> None:
+    mine = store.register(candidate(pid=1)).instance
+    theirs = store.register(candidate(pid=2, node_id=NODE_B)).instance
+    assert store.get_by_spiffe_id(mine.spiffe_id) == mine
+    assert store.get_by_spiffe_id(theirs.spiffe_id) == theirs
+    assert store.get_by_spiffe_id(TEMPLATE.resolve(new_ulid(T0))) is None
+    # the ID of another template with the same instance segment is another identity
+    other = IdTemplate("spiffe://example.org/agent/billing/instance/{instance}")
+    assert store.get_by_spiffe_id(other.resolve(mine.id)) is None

@@ -54,8 +54,16 @@ def list_instances(
                      ] = None,
     node_id: Annotated[str | None, Query(max_length=64)] = None,
     entry_id: Annotated[str | None, Query(max_length=64)] = None,
+    spiffe_id: Annotated[str | None, Query(
+        max_length=2048, description="The instance holding this SPIFFE ID (at most one)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[InstanceView]:
+    if spiffe_id is not None:
+        found = services.instances.find(spiffe_id)
+        wanted = (found is not None and agent in (None, found.agent)
+                  and node_id in (None, found.node_id) and entry_id in (None, found.entry_id))
+        return [InstanceView.of(found)] if wanted and found is not None else []
     query = InstanceQuery(agent=agent, node_id=node_id, entry_id=entry_id, limit=limit)
     return [InstanceView.of(i) for i in services.instances.list(query)]
 
