@@ -49,8 +49,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _autocommit(engine: Engine) -> Engine:
-    """The engine's pool in autocommit mode: the mode is set on checkout and undone on
-    return, by driver attributes only (no statement is sent for it)."""
+    """PostgreSQL: the engine's pool in autocommit mode, set on checkout and undone on return
+    by psycopg attributes only (no statement is sent for it). SQLite: the engine as it is —
+    its driver begins a transaction only before a write, and switching the mode would cost a
+    ``PRAGMA`` per checkout."""
+    if engine.dialect.name != "postgresql":
+        return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
