@@ -179,8 +179,16 @@ def test_agent_lifecycle_end_to_end(backend_platform: DevPlatform, tmp_path: Pat
     ok(platform.cli("agents", "resume", "trading"))
     assert node.jwt(entry_id, instance["instance_id"]).status_code == 200
 
-    # the owner is deactivated in the directory: flagged at once
-    ok(platform.cli("users", "deactivate", "carol"))
+    # the identity provider deactivates the owner over SCIM: flagged at once
+    scim_token = ok(platform.cli("scim", "token", "create", "--name", "idp", "--json"))["token"]
+    with httpx.Client(base_url=f"{platform.url}/scim/v2", timeout=30,
+                      headers={"Authorization": f"Bearer {scim_token}"}) as scim:
+        found = scim.get("/Users", params={"filter": 'userName eq "carol"'}).json()
+        carol_id = found["Resources"][0]["id"]
+        patched = scim.patch(f"/Users/{carol_id}", json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}]})
+        assert patched.status_code == 200 and patched.json()["active"] is False, patched.text
     orphans = ok(platform.cli("agents", "orphans", "--json"))
     assert [(o["agent"], [f["kind"] for f in o["findings"]]) for o in orphans] == [
         ("trading", ["owner_inactive"])]
