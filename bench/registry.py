@@ -7,10 +7,10 @@ owner, three figures, each beside a baseline from the same run on the same datab
 * registration — ``InstanceService.register(node, report)`` for new processes of random
   agents (the node API's use case, through the composition root's services) beside a bare
   single-row INSERT + COMMIT of the same row shape into the same table with the raw driver;
-* lookup by SPIFFE ID — the registry has no lookup by SPIFFE ID (no store or service method,
-  and no index on ``agent_instances.spiffe_id``); the closest real path is to parse the ID and
-  give its last segment, the instance ULID, to ``InstanceService.get``. Its p50 and p99 over
-  random existing instances, beside a bare ``SELECT`` by primary key;
+* lookup by SPIFFE ID — ``InstanceService.find(spiffe_id)`` (what ``GET /api/v1/instances
+  ?spiffe_id=`` and ``tabard instances show`` call; unique index on
+  ``agent_instances.spiffe_id``). Its p50 and p99 over random existing instances, beside a bare
+  ``SELECT`` by primary key;
 * orphan sweep — ``OrphanDetector.sweep`` (the composition root's wiring, with a directory
   fake in which 5 % of the owners are inactive) over every definition: the first pass, which
   opens the findings, and a second one that finds nothing new, beside a bare scan of the
@@ -72,7 +72,6 @@ from tabard.registry import (
     Selector,
     parse_selectors,
 )
-from tabard.spiffe import SpiffeId
 from tabard.store import SqlAgentActivity, SqlAgentStore, SqlEntryStore, SqlFindingStore
 from tabard.store.tables import (
     agent_events,
@@ -526,10 +525,9 @@ def _lookups(plane: ControlPlane, bare: _Bare, scale: Scale,
     instances = plane.registry.instances
 
     def lookup(spiffe_id: str) -> None:
-        parsed = SpiffeId.parse(spiffe_id)
-        instance = instances.get(parsed.segments[-1])
-        if instance.spiffe_id != parsed:
-            raise RuntimeError("the instance found has another SPIFFE ID")
+        instance = instances.find(spiffe_id)
+        if instance is None or str(instance.spiffe_id) != spiffe_id:
+            raise RuntimeError("the lookup did not find the instance")
 
     for instance_id, spiffe_id in sample[:200]:  # warm
         lookup(spiffe_id)
@@ -686,12 +684,10 @@ def _figures(scale: Scale, load_seconds: float,
     p50, p99 = percentile(lookups.subject_ms, 50), percentile(lookups.subject_ms, 99)
     b50, b99 = percentile(lookups.baseline_ms, 50), percentile(lookups.baseline_ms, 99)
     lookup_notes = [
-        f"the registry has no lookup by SPIFFE ID (no store or service method, and no index "
-        f"on agent_instances.spiffe_id): measured is SpiffeId.parse, the last path segment "
-        f"(the instance ULID) to InstanceService.get, and a check of the SPIFFE ID found; "
+        f"InstanceService.find(spiffe_id) (parse, indexed SELECT, domain object) over "
         f"{len(lookups.subject_ms):,} random existing instances, alternating call by call "
-        f"with the bare SELECT",
-        f"a SELECT on the unindexed spiffe_id column takes {lookups.by_column_ms:,.1f} ms "
+        f"with the bare SELECT by primary key",
+        f"a bare SELECT on the indexed spiffe_id column takes {lookups.by_column_ms:,.1f} ms "
         f"(median of 3) on this table",
     ]
     load_note = (f"1-minute load average {lookups.load[0]:.1f} before and "
