@@ -41,7 +41,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
         rule="'kid' is optional in the JOSE header.",
         behaviour="A JWT-SVID without a non-empty string 'kid' fails with reason missing_kid.",
         reason="Bundles always publish JWT keys by kid; without it the validator would have to "
-        "try every key. go-spiffe and SPIRE reject it too.",
+        "try every key. The SPIFFE reference library (go-spiffe) rejects it too.",
     ),
     Deviation(
         id="jwt_extra_header_rejected",
