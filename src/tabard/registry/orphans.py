@@ -44,6 +44,7 @@ __all__ = ["SWEEP_ACTOR", "SWEEP_PAGE", "Orphan", "OrphanDetector", "SweepReport
 
 SWEEP_ACTOR = "tabard:orphan-sweep"
 SWEEP_PAGE = 1000
+_MAX_OWNED = 100_000  # the most an owner status change flags at once (AgentQuery maximum)
 """Definitions read per query by the sweep (it reads them all, page after page)."""
 DIRECTORY_ACTOR = "tabard:directory"
 OWNER_KINDS = (FindingKind.OWNER_INACTIVE, FindingKind.OWNER_DELETED, FindingKind.OWNER_MISSING)
@@ -90,7 +91,11 @@ class OrphanDetector:
                             at: datetime) -> None:
         """Flag the user's agents at once when they were deactivated or deleted; resolve the
         owner findings when they were reactivated."""
-        for agent in self._agents.list(AgentQuery(owner=user_name)):
+        owned = self._agents.list(AgentQuery(owner=user_name, limit=_MAX_OWNED))
+        if len(owned) == _MAX_OWNED:
+            log.warning("an owner has %d agents or more; the periodic sweep covers the rest",
+                        _MAX_OWNED)
+        for agent in owned:
             if agent.state not in _WATCHED:
                 continue
             if deleted:
