@@ -33,7 +33,7 @@ from pathlib import Path
 from tests.support.platform import DevPlatform
 
 from bench.harness import Figure, compare_rates
-from bench.workload import CallCost, process_cpu_seconds
+from bench.workload import CallCost, drive_client_processes
 from tabard.app import build_control_plane
 from tabard.attestation.unix import CLOCK_TICKS, ProcessEvidence
 from tabard.config import Settings
@@ -204,45 +204,22 @@ def _over_https(platform: DevPlatform, clients: int, calls: int) -> tuple[float,
     """Registrations per second that ``clients`` node processes get together, and the cost
     of one registration (client CPU summed over the clients)."""
     assert platform.process is not None
-    pid = platform.process.pid
     code = "from bench.instances import client_process; client_process()"
     children = [
         subprocess.Popen([sys.executable, "-c", code, str(calls)], cwd=_ROOT,
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(clients)
     ]
-    try:
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write(json.dumps({
-                "server_url": platform.url, "admin_token": platform.admin_token,
-                "join_token": _join_token(platform)}) + "\n")
-            child.stdin.flush()
-        for child in children:
-            assert child.stdout is not None
-            if child.stdout.readline().strip() != "ready":
-                raise RuntimeError("a node-API client did not attest and register")
-        server, start = process_cpu_seconds(pid), time.perf_counter()
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        client_cpu = 0.0
-        for child in children:
-            out, _ = child.communicate(timeout=120)
-            if child.returncode != 0:
-                raise RuntimeError(f"a node-API client exited with {child.returncode}")
-            client_cpu += float(json.loads(out)["cpu"])
-        elapsed = time.perf_counter() - start
-        server = process_cpu_seconds(pid) - server
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    total = clients * calls
-    return total / elapsed, CallCost(elapsed * 1000 / total, client_cpu * 1000 / total,
-                                     server * 1000 / total)
+
+    def hand_credentials(child: subprocess.Popen[str]) -> None:
+        assert child.stdin is not None
+        child.stdin.write(json.dumps({
+            "server_url": platform.url, "admin_token": platform.admin_token,
+            "join_token": _join_token(platform)}) + "\n")
+        child.stdin.flush()
+
+    return drive_client_processes(children, platform.process.pid, clients * calls,
+                                  setup=hand_credentials)
 
 
 def run() -> list[Figure]:

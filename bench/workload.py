@@ -43,7 +43,7 @@ from tabard.config import Settings
 from tabard.spiffe import SpiffeId
 
 __all__ = ["CONCURRENT_CALLS", "TRUST_DOMAIN", "CallCost", "call_cost", "client_process",
-           "process_cpu_seconds", "run"]
+           "drive_client_processes", "process_cpu_seconds", "run"]
 
 TRUST_DOMAIN = "bench.example"
 CONCURRENT_CALLS = 300
@@ -145,21 +145,20 @@ def client_process() -> None:
     client.close()
 
 
-def _processes_rate(socket: str, processes: int, calls: int, server_pid: int
-                    ) -> tuple[float, CallCost]:
-    """SVIDs per second that ``processes`` client processes get together, ``calls`` each,
-    and the cost per SVID (client CPU summed over the processes)."""
-    code = "from bench.workload import client_process; client_process()"
-    children = [
-        subprocess.Popen([sys.executable, "-c", code, socket, str(calls)], cwd=_ROOT,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        for _ in range(processes)
-    ]
+def drive_client_processes(children: list[subprocess.Popen[str]], server_pid: int,
+                           total: int, *, setup: Callable[[subprocess.Popen[str]], None]
+                           | None = None) -> tuple[float, CallCost]:
+    """Run client processes that print ``ready``, wait for ``go`` on stdin, make their calls
+    and print JSON with their CPU seconds: calls per second together, and the cost per call
+    (client CPU summed over the processes). Kills what is left on the way out."""
     try:
+        for child in children:
+            if setup is not None:
+                setup(child)
         for child in children:
             assert child.stdout is not None
             if child.stdout.readline().strip() != "ready":
-                raise RuntimeError("a client process did not get its first SVID")
+                raise RuntimeError("a client process did not get ready")
         server, start = process_cpu_seconds(server_pid), time.perf_counter()
         for child in children:
             assert child.stdin is not None
@@ -178,9 +177,20 @@ def _processes_rate(socket: str, processes: int, calls: int, server_pid: int
             if child.poll() is None:
                 child.kill()
                 child.wait()
-    total = processes * calls
     return total / elapsed, CallCost(elapsed * 1000 / total, client_cpu * 1000 / total,
                                      server * 1000 / total)
+
+
+def _processes_rate(socket: str, processes: int, calls: int, server_pid: int
+                    ) -> tuple[float, CallCost]:
+    """SVIDs per second that ``processes`` client processes get together, ``calls`` each."""
+    code = "from bench.workload import client_process; client_process()"
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, socket, str(calls)], cwd=_ROOT,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    return drive_client_processes(children, server_pid, processes * calls)
 
 
 def run() -> list[Figure]:

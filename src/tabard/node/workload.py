@@ -23,10 +23,11 @@ import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from cryptography.hazmat.primitives import serialization
+from google.protobuf.message import Message
 
 from tabard.attestation.unix import ExecutableHasher, ProcessEvidence, attest_process
 from tabard.errors import Denied, Invalid, NotFound, TabardError, Unauthenticated, Unavailable
@@ -34,6 +35,8 @@ from tabard.node._proto import workload_pb2 as pb
 from tabard.node.agent import NodeAgent, X509View
 from tabard.node.listener import PeerCredentialListener
 from tabard.spiffe import Bundle, JwtSvidError
+
+_Message = TypeVar("_Message", bound=Message)
 
 __all__ = [
     "GRPC_STATUS",
@@ -267,24 +270,28 @@ class WorkloadApiServicer:
     async def FetchX509Bundles(
         self, request: pb.X509BundlesRequest, context: Context
     ) -> AsyncIterator[pb.X509BundlesResponse]:
-        last = b""
-        async for evidence in self._updates(context):
-            try:
-                own, federated = self._agent.bundles_for(evidence)
-            except TabardError as exc:
-                await self._abort(context, exc)
-                return
-            message = pb.X509BundlesResponse(
-                bundles={b.trust_domain.id_string(): _der(b) for b in (own, *federated)}
-            )
-            data = message.SerializeToString(deterministic=True)
-            if data != last:
-                last = data
-                yield message
+        def build(bundles: list[Bundle]) -> pb.X509BundlesResponse:
+            return pb.X509BundlesResponse(
+                bundles={b.trust_domain.id_string(): _der(b) for b in bundles})
+
+        async for message in self._bundle_stream(context, build):
+            yield message
 
     async def FetchJWTBundles(
         self, request: pb.JWTBundlesRequest, context: Context
     ) -> AsyncIterator[pb.JWTBundlesResponse]:
+        def build(bundles: list[Bundle]) -> pb.JWTBundlesResponse:
+            return pb.JWTBundlesResponse(
+                bundles={b.trust_domain.id_string(): _jwt_jwks(b) for b in bundles})
+
+        async for message in self._bundle_stream(context, build):
+            yield message
+
+    async def _bundle_stream(
+        self, context: Context, build: Callable[[list[Bundle]], _Message]
+    ) -> AsyncIterator[_Message]:
+        """The caller's bundles (own trust domain first, then federated ones), sent again
+        whenever they change and only then."""
         last = b""
         async for evidence in self._updates(context):
             try:
@@ -292,9 +299,7 @@ class WorkloadApiServicer:
             except TabardError as exc:
                 await self._abort(context, exc)
                 return
-            message = pb.JWTBundlesResponse(
-                bundles={b.trust_domain.id_string(): _jwt_jwks(b) for b in (own, *federated)}
-            )
+            message = build([own, *federated])
             data = message.SerializeToString(deterministic=True)
             if data != last:
                 last = data
