@@ -23,7 +23,8 @@ from tabard.store.inventory import SqlInventoryStore
 
 __all__ += ["SqlInventoryStore"]
 
-from tabard.store.directory import SqlGroupStore, SqlScimTokenStore, SqlUserStore  # noqa: E402
+from tabard.store.admin_tokens import SqlScimTokenStore  # noqa: E402
+from tabard.store.directory import SqlGroupStore, SqlUserStore  # noqa: E402
 
 __all__ += ["SqlGroupStore", "SqlScimTokenStore", "SqlUserStore"]
 

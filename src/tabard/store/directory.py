@@ -21,7 +21,6 @@ from tabard.directory import (
     DuplicateUserError,
     InvalidValueError,
     Member,
-    ScimTokenRecord,
     name_key,
 )
 from tabard.store.db import Database
@@ -30,10 +29,9 @@ from tabard.store.tables import (
     directory_group_users,
     directory_groups,
     directory_users,
-    scim_tokens,
 )
 
-__all__ = ["SqlGroupStore", "SqlScimTokenStore", "SqlUserStore"]
+__all__ = ["SqlGroupStore", "SqlUserStore"]
 
 _Users = list[DirectoryUser]
 _Groups = list[DirectoryGroup]
@@ -248,42 +246,3 @@ class SqlGroupStore:
         ).subquery()
         with self._db.connect() as c:
             return self._load(c, directory_groups.c.id.in_(select(ids.c.group_id)))
-
-
-def _token(row: Any) -> ScimTokenRecord:
-    return ScimTokenRecord(id=row.id, name=row.name, digest=row.digest,
-                           created_at=row.created_at, last_used_at=row.last_used_at,
-                           revoked_at=row.revoked_at)
-
-
-class SqlScimTokenStore:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def add(self, record: ScimTokenRecord) -> None:
-        with self._db.begin() as c:
-            c.execute(insert(scim_tokens).values(
-                id=record.id, name=record.name, digest=record.digest,
-                created_at=record.created_at))
-
-    def find_by_digest(self, digest: str) -> ScimTokenRecord | None:
-        with self._db.connect() as c:
-            row = c.execute(select(scim_tokens).where(scim_tokens.c.digest == digest)).first()
-        return _token(row) if row else None
-
-    def list(self) -> list[ScimTokenRecord]:
-        with self._db.connect() as c:
-            rows = c.execute(select(scim_tokens).order_by(scim_tokens.c.created_at)).all()
-        return [_token(r) for r in rows]
-
-    def mark_used(self, token_id: str, at: datetime) -> None:
-        with self._db.begin() as c:
-            c.execute(update(scim_tokens).where(scim_tokens.c.id == token_id)
-                      .values(last_used_at=at))
-
-    def revoke(self, token_id: str, at: datetime) -> bool:
-        with self._db.begin() as c:
-            result = c.execute(update(scim_tokens).where(
-                scim_tokens.c.id == token_id, scim_tokens.c.revoked_at.is_(None),
-            ).values(revoked_at=at))
-        return result.rowcount > 0
