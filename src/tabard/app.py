@@ -29,6 +29,7 @@ from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
 from tabard.discovery import InventoryDiscovery
 from tabard.node import NodeReady, NodeSettings, run_node
+from tabard.node import NodeService as NodeAgent
 from tabard.oauth import (
     AuthorizationServer,
     DirectoryUsers,
@@ -37,7 +38,6 @@ from tabard.oauth import (
     TrustedIssuer,
     remote_jwks_resolver,
 )
-from tabard.node import NodeService as NodeAgent
 from tabard.registry import (
     AgentIdentityGate,
     AgentService,
