@@ -734,7 +734,9 @@ class AuthorizationServer:
         scope = self._scope(form, subject, client)
         now = self._clock.timestamp()
         issued_at = int(now)
-        expires = min(issued_at + max(1, int(self._ttl.total_seconds())), int(subject.expires))
+        expires = issued_at + max(1, int(self._ttl.total_seconds()))
+        if subject.expires < expires:
+            expires = int(subject.expires)
         if expires <= issued_at:
             raise InvalidGrant("the subject token expires too soon to delegate")
         jti = secrets.token_urlsafe(18)
