@@ -266,20 +266,25 @@ class AuthorizationServer:
             "revocation_endpoint": f"{base}/oauth/revoke",
         }
         auth_methods = ["private_key_jwt", "tls_client_auth"]
+        algs = ["ES256", "ES384", "RS256", "PS256"]
         document: dict[str, Any] = {
             "issuer": base,
             **endpoints,
             "registration_endpoint": f"{base}/oauth/register",
             "jwks_uri": f"{base}/oauth/jwks",
-            "response_types_supported": [],
+            # RFC 8414 requires the member; without an authorization endpoint the only
+            # response type is "none" (OAuth 2.0 Multiple Response Type Encoding Practices)
+            "response_types_supported": ["none"],
             "grant_types_supported": [GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER,
                                       GRANT_CLIENT_CREDENTIALS],
             "token_endpoint_auth_methods_supported": auth_methods,
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "RS256",
-                                                                 "PS256"],
+            "token_endpoint_auth_signing_alg_values_supported": algs,
             "client_assertion_types_supported": [ASSERTION_JWT_SPIFFE, ASSERTION_JWT_BEARER],
-            "introspection_endpoint_auth_methods_supported": [*auth_methods, "bearer"],
-            "revocation_endpoint_auth_methods_supported": [*auth_methods, "bearer"],
+            # an admin token as bearer is accepted too (tabard's own operators)
+            "introspection_endpoint_auth_methods_supported": auth_methods,
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "revocation_endpoint_auth_methods_supported": auth_methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": algs,
             "authorization_grant_profiles_supported": [ID_JAG_PROFILE],
             "tls_client_certificate_bound_access_tokens": True,
             "service_documentation": "https://tabard.dev/docs/design/oauth",
