@@ -16,13 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
-from tabard.authority import Authority, DiskKeyManager, KeyType, UpstreamCA, load_kek
+from tabard.authority import (
+    Authority,
+    DiskKeyManager,
+    KeyManager,
+    KeyType,
+    UpstreamCA,
+    load_kek,
+)
 from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
 from tabard.discovery import InventoryDiscovery
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
+from tabard.oauth import (
+    AuthorizationServer,
+    DirectoryUsers,
+    RegistryAgents,
+    SigningKeys,
+    TrustedIssuer,
+    remote_jwks_resolver,
+)
 from tabard.registry import (
     AgentIdentityGate,
     AgentService,
@@ -55,6 +70,8 @@ from tabard.store import (
     SqlInventoryStore,
     SqlJoinTokenStore,
     SqlNodeStore,
+    SqlOAuthClientStore,
+    SqlOAuthTokenStore,
     SqlResidualUseStore,
     SqlScimTokenStore,
     SqlUserStore,
@@ -72,6 +89,7 @@ __all__ = [
     "build_control_plane",
     "build_directory",
     "build_inventory",
+    "build_oauth",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -191,6 +209,7 @@ class ControlPlane:
     inventory: InventoryDiscovery
     directory: Directory
     agents: AgentServices
+    oauth: AuthorizationServer | None = None
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -209,6 +228,7 @@ class ControlPlane:
             orphans=self.agents.orphans,
             inventory=self.inventory,
             directory=self.directory,
+            oauth=self.oauth,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -219,6 +239,29 @@ class ControlPlane:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def build_oauth(settings: Settings, db: Database, clock: Clock, authority: Authority,
+                key_manager: KeyManager, agents: AgentService,
+                people: DirectoryService) -> AuthorizationServer:
+    """The OAuth AS: its own signing key (and the demo issuer's under ``tabard dev``) in the
+    authority's key manager, records in SQL, agents and users from registry and directory."""
+    o = settings.oauth
+    keys = SigningKeys(key_manager, "oauth-as", clock)
+    keys.ensure()
+    demo = None
+    if o.demo_issuer:
+        demo = SigningKeys(key_manager, "oauth-demo", clock)
+        demo.ensure()
+    trusted = [TrustedIssuer(t.issuer, remote_jwks_resolver(t.jwks_uri), tuple(t.audiences),
+                             t.require_directory_user) for t in o.trusted_issuers]
+    return AuthorizationServer(
+        bundle=authority.bundle, keys=keys, tokens=SqlOAuthTokenStore(db),
+        clients=SqlOAuthClientStore(db), agents=RegistryAgents(agents),
+        users=DirectoryUsers(people), clock=clock, access_token_ttl=o.access_token_ttl,
+        max_chain_depth=o.max_chain_depth, trusted_issuers=trusted,
+        allowed_resources=o.allowed_resources, demo_keys=demo, issuer=o.issuer,
+    )
 
 
 def _upstream(settings: Settings) -> UpstreamCA | None:
@@ -239,9 +282,10 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     db.migrate()
     kek = load_kek(os.environ.get("TABARD_KEK"), settings.effective_kek_file, create=True)
     a = settings.authority
+    key_manager = DiskKeyManager(settings.data_dir / "keys", kek)
     authority = Authority(
         TrustDomain(settings.trust_domain),
-        DiskKeyManager(settings.data_dir / "keys", kek),
+        key_manager,
         SqlAuthorityStore(db),
         clock,
         ca_ttl=a.ca_ttl,
@@ -258,10 +302,13 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     authority.ensure_initialized()
     registry = build_registry(settings, db, clock, authority)
     directory = build_directory(db, clock)
+    agents = build_agents(settings, db, clock, registry, directory.people)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
-                        agents=build_agents(settings, db, clock, registry, directory.people))
+                        agents=agents,
+                        oauth=build_oauth(settings, db, clock, authority, key_manager,
+                                          agents.agents, directory.people))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -297,6 +344,15 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
     rest = Listener(s.host, s.port, str(s.tls_cert) if s.tls_cert else None,
                     str(s.tls_key) if s.tls_key else None, s.public_url)
     node_api = Listener(s.host, s.node_api_port, public_url=s.node_api_public_url)
+    oauth = plane.oauth
+    if oauth is not None:
+        user_ready = on_ready
+
+        def on_ready(endpoints: Endpoints) -> None:
+            oauth.bind(endpoints.server_url, endpoints.node_api_url)
+            if user_ready is not None:
+                user_ready(endpoints)
+
     asyncio.run(serve_listeners(
         app, rest, node_api=node_api, tls=tls,
         background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane)],

@@ -24,6 +24,7 @@ __all__ = [
     "AgentSettings",
     "AuthoritySettings",
     "ConfigError",
+    "OAuthSettings",
     "ServerSettings",
     "Settings",
     "format_duration",
@@ -134,6 +135,32 @@ class ServerSettings(_Section):
     tls_key: Path | None = None
 
 
+class TrustedIssuerSettings(_Section):
+    """An OpenID provider whose user tokens the authorization server accepts as subject
+    tokens and assertions (``[[oauth.trusted_issuers]]``)."""
+
+    issuer: str = Field(min_length=1, max_length=2048)
+    jwks_uri: str = Field(min_length=1, max_length=2048)
+    audiences: list[str] = Field(default_factory=list, max_length=16)
+    require_directory_user: bool = False
+
+
+class OAuthSettings(_Section):
+    """The OAuth 2 authorization server (``docs/design/oauth.md``)."""
+
+    access_token_ttl: Duration = timedelta(minutes=5)
+    max_chain_depth: int = Field(default=4, ge=1, le=16)
+    issuer: str | None = None
+    trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list, max_length=32)
+    allowed_resources: list[str] = Field(default_factory=list, max_length=256)
+    demo_issuer: bool = False
+
+    @field_validator("access_token_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class Settings(_Section):
     trust_domain: str = "tabard.local"
     data_dir: Path = Path(".tabard")
@@ -144,6 +171,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     authority: AuthoritySettings = AuthoritySettings()
     agents: AgentSettings = AgentSettings()
+    oauth: OAuthSettings = OAuthSettings()
 
     @field_validator("trust_domain")
     @classmethod

@@ -99,6 +99,9 @@ def dev(
                          node_api_port=0 if port == 0 else None)
     if trust_domain is not None:
         settings = settings.with_overrides(trust_domain=trust_domain)
+    # the demo user issuer (`tabard users token`) exists only here
+    settings = settings.with_overrides(
+        oauth=settings.oauth.model_copy(update={"demo_issuer": True}).model_dump())
     configure_logging(settings.log_level, settings.log_file or settings.data_dir / "tabard.log")
     plane: ControlPlane = build_control_plane(settings)
     issued = plane.admin_tokens.create("dev")

@@ -36,3 +36,7 @@ from tabard.store.agents import (  # noqa: E402
 )
 
 __all__ += ["SqlAgentActivity", "SqlAgentStore", "SqlFindingStore", "SqlResidualUseStore"]
+
+from tabard.store.oauth import SqlOAuthClientStore, SqlOAuthTokenStore  # noqa: E402
+
+__all__ += ["SqlOAuthClientStore", "SqlOAuthTokenStore"]

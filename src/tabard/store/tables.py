@@ -372,3 +372,36 @@ agent_residual_use = Table(
 Index("ix_agent_residual_use_agent", agent_residual_use.c.agent)
 __all__ += ["agent_changes", "agent_events", "agent_findings", "agent_residual_use",
             "agent_retirement_steps", "agents"]
+
+oauth_tokens = Table(
+    "oauth_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("subject", String(2048), nullable=False),
+    Column("client_id", String(2048), nullable=False),
+    Column("audience", JSON, nullable=False),
+    Column("scope", Text),
+    Column("act", JSON),
+    Column("checksum", String(80)),
+    Column("parent_jti", String(64)),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+)
+Index("ix_oauth_tokens_parent_jti", oauth_tokens.c.parent_jti)
+Index("ix_oauth_tokens_expires_at", oauth_tokens.c.expires_at)
+
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(2048), primary_key=True),
+    Column("client_name", String(200), nullable=False),
+    Column("auth_method", String(32), nullable=False),
+    Column("grant_types", JSON, nullable=False),
+    Column("scope", Text),
+    Column("jwks", JSON),
+    Column("software_id", String(255)),
+    Column("software_version", String(255)),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+__all__ += ["oauth_clients", "oauth_tokens"]
