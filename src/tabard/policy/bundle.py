@@ -142,8 +142,8 @@ class Catalog:
             parents += [uid("McpServer", tool.server)] if tool.server else []
             add("Tool", name, {"mutating": tool.mutating, "risk": tool.risk}, parents)
         for kind, members in (("McpResource", self.resources), ("McpPrompt", self.prompts)):
-            for member, server in sorted(members.items()):
-                add(kind, member, {}, [uid("McpServer", server)] if server else [])
+            for member, owner in sorted(members.items()):
+                add(kind, member, {}, [uid("McpServer", owner)] if owner else [])
         for name in sorted(self.a2a_agents):
             add("A2aAgent", name, {}, ())
         for name, path in sorted(self.http_routes.items()):
