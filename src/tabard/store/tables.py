@@ -372,3 +372,23 @@ agent_residual_use = Table(
 Index("ix_agent_residual_use_agent", agent_residual_use.c.agent)
 __all__ += ["agent_changes", "agent_events", "agent_findings", "agent_residual_use",
             "agent_retirement_steps", "agents"]
+
+# --- policy epochs (tabard.policy) --------------------------------------------------------------
+
+policy_files = Table(
+    "policy_files",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("content", Text, nullable=False),
+)
+
+policy_epochs = Table(
+    "policy_epochs",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("actor", String(255), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("files", JSON, nullable=False),
+)
+__all__ += ["policy_epochs", "policy_files"]
