@@ -24,6 +24,7 @@ from tabard.server.routes import (
     join_tokens,
     node_api,
     nodes,
+    policies,
     scim,
 )
 
@@ -69,4 +70,5 @@ def create_app(services: ServerServices) -> FastAPI:
                    nodes, instances, node_api, inventory, scim):
         app.include_router(module.router)
     app.include_router(agents.router)
+    app.include_router(policies.router)
     return app

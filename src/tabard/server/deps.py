@@ -15,6 +15,7 @@ from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
 from tabard.discovery import InventoryDiscovery
+from tabard.policy import PolicyService
 from tabard.registry import (
     AgentService,
     EntryService,
@@ -51,6 +52,7 @@ class ServerServices:
     orphans: OrphanDetector
     inventory: InventoryDiscovery
     directory: Directory
+    policies: PolicyService
 
 
 def get_services(request: Request) -> ServerServices:
