@@ -35,7 +35,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cedarpy
@@ -152,7 +152,10 @@ class PolicyEngine:
             return hit
         decision, cacheable = self._decide(loaded, facts_epoch, request)
         if cacheable:
-            self._decisions.put(key, replace(decision, cached=True))
+            d = decision  # the constructor is several times cheaper than dataclasses.replace
+            self._decisions.put(key, Decision(d.effect, d.obligations, d.reasons,
+                                              d.agent_policies, d.user_policies, d.delegation,
+                                              d.policy_epoch, cached=True))
         return decision
 
     def _decide(self, loaded: _Loaded, facts_epoch: int,
@@ -251,12 +254,13 @@ class PolicyEngine:
             sides.append((_AGENT_SIDE, _uid("AgentInstance", request.agent)))
         if user is not None and mode in (DelegationMode.HYBRID, DelegationMode.IMPERSONATION):
             sides.append((_USER_SIDE, _uid("User", user.user_name)))
-        context = {
+        # serialised once for both sides (cedarpy passes a string context through)
+        context = json.dumps({
             "risk": request.context.risk, "delegation": mode.value,
             "chain_depth": len(request.chain), "user": user.user_name if user else "",
             "agent": agent.name, "agent_tier": agent.tier, "instance": request.agent,
             "path": request.context.path or "", "arguments": sorted(request.context.arguments),
-        }
+        })
         action = {"type": _ACTION, "id": request.action}
         resource = _uid(request.resource.type.value, request.resource.id)
         results = cedarpy.is_authorized_batch(
@@ -271,15 +275,16 @@ class PolicyEngine:
         obligations: set[Obligation] = set()
         threshold: tuple[int, str] | None = None
         for (side, principal), result in zip(sides, results, strict=True):
-            deciding = tuple(sorted(result.diagnostics.reasons))
+            diagnostics = result.diagnostics
+            deciding = tuple(sorted(diagnostics.reasons))
             ids[side] = deciding
-            who = f"{principal['type'].removeprefix(NAMESPACE + '::')} {principal['id']}"
-            if result.diagnostics.errors:
+            if diagnostics.errors:
                 allowed = False
-                reasons.append(f"{side} side: {len(result.diagnostics.errors)} policy "
+                reasons.append(f"{side} side: {len(diagnostics.errors)} policy "
                                "evaluation error(s); denied (fail closed)")
             elif not result.allowed:
                 allowed = False
+                who = f"{principal['type'].removeprefix(NAMESPACE + '::')} {principal['id']}"
                 reasons.append(f"{side} side: forbidden by {', '.join(deciding)}" if deciding
                                else f"{side} side: no policy permits {who} to "
                                     f"{request.action} {request.resource}")

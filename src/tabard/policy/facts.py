@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Protocol
 
 from tabard.spiffe import SpiffeId, SpiffeIdError
@@ -89,6 +90,7 @@ class UserFactsSource(Protocol):
     def user(self, user_name: str) -> UserFacts | None: ...
 
 
+@lru_cache(maxsize=4096)
 def agent_of_instance(spiffe_id: str) -> tuple[SpiffeId, str] | None:
     """``(id, agent name)`` for ``spiffe://<td>/agent/<name>/instance/<id>``, else None."""
     try:
