@@ -86,7 +86,7 @@ def run(rounds: int = 7, per_round: int = 600) -> list[Figure]:
         batch += _samples(lambda _: cedarpy.is_authorized_batch(both, compiled.policy_set,
                                                                 entities), per_round)
         fresh = [request(next(distinct)) for _ in range(per_round)]
-        uncached += _samples(lambda i: engine.decide(fresh[i]), per_round)
+        uncached += _samples(lambda i, todo=fresh: engine.decide(todo[i]), per_round)
         cached += _samples(lambda _: engine.decide(fixed), per_round)
 
         def after_change(_: int) -> None:
