@@ -63,3 +63,17 @@ def test_broken_case_files_and_policies_exit_2(tmp_path: Path,
     code, _, err = run(capsys, str(bad))
     assert code == 2 and err.startswith("error: policy bundle refused: a.cedar: ")
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["apply", "list", "history", "explain", "test", "schema"])
+def test_every_policy_command_has_help_with_an_example(
+        command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["policy", command, "--help"])
+    assert exited.value.code == 0 and "Example" in capsys.readouterr().out
+
+
+def test_schema_prints_the_cedar_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["policy", "schema"])
+    assert capsys.readouterr().out.startswith("namespace Tabard {")
