@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import authority, instances, oauth, registry, workload
+from bench import authority, instances, oauth, policy, registry, workload
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -24,6 +24,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "instances": instances.run,
     "registry": registry.run,
     "oauth": oauth.run,
+    "policy": policy.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -38,9 +38,19 @@ from tabard.oauth import (
     TrustedIssuer,
     remote_jwks_resolver,
 )
+from tabard.policy import (
+    AgentFacts,
+    DelegationMode,
+    InstanceFacts,
+    PolicyEngine,
+    PolicyService,
+    UserFacts,
+)
 from tabard.registry import (
     AgentIdentityGate,
+    AgentNotFoundError,
     AgentService,
+    ChangeKind,
     DirectoryPerson,
     EntryLimits,
     EntryService,
@@ -50,13 +60,14 @@ from tabard.registry import (
     LifecyclePolicy,
     LocalHookRunner,
     NodeService,
+    ObservedAgentStore,
     OrphanDetector,
     RetirementService,
 )
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
-from tabard.spiffe import TrustDomain
+from tabard.spiffe import SpiffeIdError, TrustDomain
 from tabard.store import (
     Database,
     SqlAdminTokenStore,
@@ -72,6 +83,7 @@ from tabard.store import (
     SqlNodeStore,
     SqlOAuthClientStore,
     SqlOAuthTokenStore,
+    SqlPolicyStore,
     SqlResidualUseStore,
     SqlScimTokenStore,
     SqlUserStore,
@@ -90,6 +102,7 @@ __all__ = [
     "build_directory",
     "build_inventory",
     "build_oauth",
+    "build_policies",
     "build_registry",
     "open_admin_tokens",
     "run_node",
@@ -165,6 +178,7 @@ class AgentServices:
     retirement: RetirementService
     orphans: OrphanDetector
     policy: LifecyclePolicy
+    changes: ObservedAgentStore
 
 
 def build_agents(settings: Settings, db: Database, clock: Clock, registry: RegistryServices,
@@ -180,7 +194,7 @@ def build_agents(settings: Settings, db: Database, clock: Clock, registry: Regis
         sweep_interval=g.sweep_interval, hook_timeout=g.hook_timeout,
     )
     td = TrustDomain(settings.trust_domain)
-    agent_store, findings = SqlAgentStore(db), SqlFindingStore(db)
+    agent_store, findings = ObservedAgentStore(SqlAgentStore(db)), SqlFindingStore(db)
     activity, residual = SqlAgentActivity(db), SqlResidualUseStore(db)
     owners = _DirectoryOwners(people)
     hooks = LocalHookRunner(settings.data_dir / "hooks", td, timeout=policy.hook_timeout)
@@ -193,7 +207,64 @@ def build_agents(settings: Settings, db: Database, clock: Clock, registry: Regis
                                      findings),
         orphans=orphans,
         policy=policy,
+        changes=agent_store,
     )
+
+
+class _PolicyFacts:
+    """The policy engine's facts ports over the registry and the directory."""
+
+    def __init__(self, agents: AgentService, instances: InstanceService,
+                 people: DirectoryService) -> None:
+        self._agents = agents
+        self._instances = instances
+        self._people = people
+
+    def agent(self, name: str) -> AgentFacts | None:
+        try:
+            agent = self._agents.get(name)
+        except AgentNotFoundError:
+            return None
+        pending = frozenset(str(c.payload["tool"])
+                            for c in self._agents.changes(name, pending_only=True)
+                            if c.kind is ChangeKind.TOOL_ADD)
+        return AgentFacts(name=agent.name, state=agent.state.value,
+                          delegation=DelegationMode(agent.delegation.value),
+                          tools=frozenset(agent.tools), pending_tools=pending,
+                          owner=agent.owner, tier=agent.tier.value, read_only=agent.read_only,
+                          inbound_blocked=agent.inbound_blocked)
+
+    def instance(self, spiffe_id: str) -> InstanceFacts | None:
+        try:
+            instance = self._instances.find(spiffe_id)
+        except SpiffeIdError:
+            return None
+        if instance is None or instance.agent is None:
+            return None
+        return InstanceFacts(str(instance.spiffe_id), instance.agent,
+                             retired=instance.retired_at is not None)
+
+    def user(self, user_name: str) -> UserFacts | None:
+        user = self._people.find_user(user_name)
+        if user is None:
+            return None
+        memberships = self._people.memberships(user.id)
+        return UserFacts(user.user_name, user.active,
+                         frozenset(m.group.display_name for m in memberships),
+                         self._people.roles_of(user, memberships))
+
+
+def build_policies(settings: Settings, db: Database, clock: Clock, registry: RegistryServices,
+                   agents: AgentServices, people: DirectoryService) -> PolicyService:
+    """The policy engine over the registry's and directory's facts, subscribed to their
+    changes, with the newest stored policy epoch loaded."""
+    facts = _PolicyFacts(agents.agents, registry.instances, people)
+    engine = PolicyEngine(facts, facts, trust_domain=settings.trust_domain)
+    agents.changes.subscribe(engine.facts_changed)
+    people.on_change(engine.facts_changed)
+    service = PolicyService(SqlPolicyStore(db), engine, clock)
+    service.load()
+    return service
 
 
 @dataclass
@@ -209,6 +280,7 @@ class ControlPlane:
     inventory: InventoryDiscovery
     directory: Directory
     agents: AgentServices
+    policies: PolicyService
     oauth: AuthorizationServer | None = None
 
     def server_services(self) -> ServerServices:
@@ -229,6 +301,7 @@ class ControlPlane:
             inventory=self.inventory,
             directory=self.directory,
             oauth=self.oauth,
+            policies=self.policies,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -308,7 +381,9 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                         inventory=build_inventory(db, clock), directory=directory,
                         agents=agents,
                         oauth=build_oauth(settings, db, clock, authority, key_manager,
-                                          agents.agents, directory.people))
+                                          agents.agents, directory.people),
+                        policies=build_policies(settings, db, clock, registry, agents,
+                                                directory.people))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:

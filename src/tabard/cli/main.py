@@ -18,6 +18,7 @@ from tabard.cli import agents as agents_cli
 from tabard.cli import directory as directory_cli
 from tabard.cli import inventory as inventory_cli
 from tabard.cli import oauth as oauth_cli
+from tabard.cli import policy as policy_cli
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -41,6 +42,7 @@ agents_cli.register(app)
 directory_cli.register(app)
 inventory_cli.register(app)
 oauth_cli.register(app)
+policy_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,10 +71,24 @@ class DirectoryService:
         self._groups = groups
         self._clock = clock
         self._listeners: list[UserStatusListener] = list(listeners)
+        self._change_hooks: list[Callable[[], None]] = []
 
     def subscribe(self, listener: UserStatusListener) -> None:
         """Tell ``listener`` about every later deactivation, reactivation and deletion."""
         self._listeners.append(listener)
+
+    def on_change(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` after every stored change of a user or a group (attributes,
+        status, membership, creation, deletion): whatever derives from the directory (the
+        policy engine's decision cache) is stale from then on."""
+        self._change_hooks.append(hook)
+
+    def _changed(self) -> None:
+        for hook in list(self._change_hooks):
+            try:
+                hook()
+            except Exception:
+                log.exception("directory change hook failed")
 
     # --- users ----------------------------------------------------------------------------
 
@@ -83,6 +97,7 @@ class DirectoryService:
         user = DirectoryUser(id=str(uuid.uuid4()), attributes=_document(attributes),
                              created_at=now, updated_at=now)
         self._users.add(user)
+        self._changed()
         return user
 
     def add_user(self, user_name: str, *, display_name: str | None = None,
@@ -133,6 +148,7 @@ class DirectoryService:
             updated = replace(current, attributes=attributes, updated_at=self._clock.now(),
                               version=current.version + 1)
             if self._users.update(updated, current.version):
+                self._changed()
                 self._after_user_change(current, updated)
                 return updated
         raise Conflict("the user keeps changing; try again", code="write_conflict")
@@ -148,6 +164,7 @@ class DirectoryService:
             _check_version(if_match, current.version)
             at = self._clock.now()
             if self._users.delete(user_id, current.version, at):
+                self._changed()
                 self._notify(current.user_name, active=False, deleted=True, at=at)
                 return
         raise Conflict("the user keeps changing; try again", code="write_conflict")
@@ -179,6 +196,7 @@ class DirectoryService:
                                members=self._resolve(group_id, members),
                                created_at=now, updated_at=now)
         self._groups.add(group)
+        self._changed()
         return group
 
     def get_group(self, group_id: str) -> DirectoryGroup:
@@ -206,6 +224,7 @@ class DirectoryService:
             updated = replace(current, attributes=document, members=members,
                               updated_at=self._clock.now(), version=current.version + 1)
             if self._groups.update(updated, current.version):
+                self._changed()
                 return updated
         raise Conflict("the group keeps changing; try again", code="write_conflict")
 
@@ -214,6 +233,7 @@ class DirectoryService:
             current = self.get_group(group_id)
             _check_version(if_match, current.version)
             if self._groups.delete(group_id, current.version, self._clock.now()):
+                self._changed()
                 return
         raise Conflict("the group keeps changing; try again", code="write_conflict")
 

@@ -276,3 +276,7 @@ __all__ += [
     "UpsertResult",
     "check_source",
 ]
+
+from tabard.registry.changes import AgentChangeListener, ObservedAgentStore  # noqa: E402
+
+__all__ += ["AgentChangeListener", "ObservedAgentStore"]

@@ -25,6 +25,7 @@ from tabard.server.routes import (
     node_api,
     nodes,
     oauth,
+    policies,
     scim,
 )
 
@@ -71,4 +72,5 @@ def create_app(services: ServerServices) -> FastAPI:
         app.include_router(module.router)
     app.include_router(agents.router)
     app.include_router(oauth.router)
+    app.include_router(policies.router)
     return app

@@ -16,6 +16,7 @@ from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
 from tabard.discovery import InventoryDiscovery
 from tabard.oauth import AuthorizationServer
+from tabard.policy import PolicyService
 from tabard.registry import (
     AgentService,
     EntryService,
@@ -52,6 +53,7 @@ class ServerServices:
     orphans: OrphanDetector
     inventory: InventoryDiscovery
     directory: Directory
+    policies: PolicyService
     oauth: AuthorizationServer | None = None
 
 

@@ -40,3 +40,6 @@ __all__ += ["SqlAgentActivity", "SqlAgentStore", "SqlFindingStore", "SqlResidual
 from tabard.store.oauth import SqlOAuthClientStore, SqlOAuthTokenStore  # noqa: E402
 
 __all__ += ["SqlOAuthClientStore", "SqlOAuthTokenStore"]
+from tabard.store.policies import SqlPolicyStore  # noqa: E402
+
+__all__ += ["SqlPolicyStore"]

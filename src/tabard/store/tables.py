@@ -405,3 +405,22 @@ oauth_clients = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 __all__ += ["oauth_clients", "oauth_tokens"]
+# --- policy epochs (tabard.policy) --------------------------------------------------------------
+
+policy_files = Table(
+    "policy_files",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("content", Text, nullable=False),
+)
+
+policy_epochs = Table(
+    "policy_epochs",
+    metadata,
+    Column("epoch", BigInteger, primary_key=True, autoincrement=False),
+    Column("actor", String(255), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("files", JSON, nullable=False),
+)
+__all__ += ["policy_epochs", "policy_files"]

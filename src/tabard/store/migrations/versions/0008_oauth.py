@@ -1,8 +1,8 @@
 """OAuth authorization server: issued-token records (introspection, revocation down the
 exchange tree) and registered clients.
 
-Revision ID: 0008_oauth
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from tabard.store.types import UtcDateTime
 
-revision = "0008_oauth"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
