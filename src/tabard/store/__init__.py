@@ -36,3 +36,7 @@ from tabard.store.agents import (  # noqa: E402
 )
 
 __all__ += ["SqlAgentActivity", "SqlAgentStore", "SqlFindingStore", "SqlResidualUseStore"]
+
+from tabard.store.vault import SqlLeaseStore, SqlSecretStore  # noqa: E402
+
+__all__ += ["SqlLeaseStore", "SqlSecretStore"]
