@@ -54,11 +54,14 @@ from tabard.store import (
     SqlInstanceStore,
     SqlInventoryStore,
     SqlJoinTokenStore,
+    SqlLeaseStore,
     SqlNodeStore,
     SqlResidualUseStore,
     SqlScimTokenStore,
+    SqlSecretStore,
     SqlUserStore,
 )
+from tabard.vault import EnvelopeCipher, Leases, Vault
 
 __all__ = [
     "AgentServices",
@@ -73,6 +76,7 @@ __all__ = [
     "build_directory",
     "build_inventory",
     "build_registry",
+    "build_vault",
     "open_admin_tokens",
     "run_node",
     "serve",
@@ -179,6 +183,19 @@ def build_agents(settings: Settings, db: Database, clock: Clock, registry: Regis
 
 
 @dataclass
+class VaultServices:
+    """Secrets (sealed under the deployment's KEK) and the leases of issued credentials."""
+
+    secrets: Vault
+    leases: Leases
+
+
+def build_vault(db: Database, clock: Clock, kek: bytes) -> VaultServices:
+    return VaultServices(Vault(SqlSecretStore(db), EnvelopeCipher(kek), clock),
+                         Leases(SqlLeaseStore(db), clock))
+
+
+@dataclass
 class ControlPlane:
     """The server's services over one database, ready to be served or used directly."""
 
@@ -191,6 +208,7 @@ class ControlPlane:
     inventory: InventoryDiscovery
     directory: Directory
     agents: AgentServices
+    vault: VaultServices
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -209,6 +227,8 @@ class ControlPlane:
             orphans=self.agents.orphans,
             inventory=self.inventory,
             directory=self.directory,
+            secrets=self.vault.secrets,
+            leases=self.vault.leases,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -261,7 +281,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
-                        agents=build_agents(settings, db, clock, registry, directory.people))
+                        agents=build_agents(settings, db, clock, registry, directory.people),
+                        vault=build_vault(db, clock, kek))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -289,6 +310,16 @@ async def _agents_loop(plane: ControlPlane) -> None:
         await asyncio.sleep(interval)
 
 
+async def _vault_loop(plane: ControlPlane, interval: float = 60.0) -> None:
+    """Destroy secret versions whose rotation grace period is over."""
+    while True:
+        try:
+            await asyncio.to_thread(plane.vault.secrets.sweep)
+        except Exception:
+            log.exception("vault sweep failed")
+        await asyncio.sleep(interval)
+
+
 def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
     """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening."""
     s = plane.settings.server
@@ -299,7 +330,8 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
     node_api = Listener(s.host, s.node_api_port, public_url=s.node_api_public_url)
     asyncio.run(serve_listeners(
         app, rest, node_api=node_api, tls=tls,
-        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane)],
+        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane),
+                    _vault_loop(plane)],
         on_ready=on_ready,
     ))
 

@@ -26,6 +26,7 @@ from tabard.server.routes import (
     nodes,
     scim,
 )
+from tabard.server.routes import vault as vault_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -69,4 +70,6 @@ def create_app(services: ServerServices) -> FastAPI:
                    nodes, instances, node_api, inventory, scim):
         app.include_router(module.router)
     app.include_router(agents.router)
+    app.include_router(vault_routes.router)
+    app.include_router(vault_routes.leases_router)
     return app

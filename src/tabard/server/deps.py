@@ -28,6 +28,7 @@ from tabard.registry import (
 )
 from tabard.spiffe import TrustDomain, X509SvidError
 from tabard.spiffe.x509svid import verify_x509_svid
+from tabard.vault import Leases, Vault
 
 __all__ = ["Admin", "Node", "ServerServices", "Services", "get_services", "require_node"]
 
@@ -51,6 +52,8 @@ class ServerServices:
     orphans: OrphanDetector
     inventory: InventoryDiscovery
     directory: Directory
+    secrets: Vault
+    leases: Leases
 
 
 def get_services(request: Request) -> ServerServices:
