@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import authority, instances, registry, workload
+from bench import dlp as dlp_bench
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -23,6 +24,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "workload": workload.run,
     "instances": instances.run,
     "registry": registry.run,
+    "dlp": dlp_bench.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -124,7 +124,10 @@ def _card(text: str, m: re.Match[str]) -> _Span | None:
         for end in range(len(run), first, -1):
             if not run[end - 1].isdigit() or (end < len(run) and run[end].isdigit()):
                 continue
-            digits = run[first:end].replace(" ", "").replace("-", "")
+            candidate = run[first:end]
+            if "  " in candidate or "--" in candidate or " -" in candidate or "- " in candidate:
+                continue
+            digits = candidate.replace(" ", "").replace("-", "")
             if len(digits) < 13:
                 break
             if len(digits) <= 19 and _CARD_PREFIX.match(digits) and luhn_valid(digits):
@@ -223,7 +226,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("azure_connection_string",
              r"(?:DefaultEndpointsProtocol=https?;|Endpoint=sb://[^;\s\"']{1,255};)"
              r"[^\s\"']{0,512}?(?:AccountKey|SharedAccessKey)=[" + _B64 + r"]{20,128}={0,2}"
-             r"(?:;[^\s\"';]{1,255}){0,8}", True),
+             r"(?:;[^\s\"';\\]{1,255}){0,8}", True),
     Detector("anthropic_api_key", r"sk-ant-[A-Za-z0-9_-]{20,256}", True, _not_before("_-")),
     Detector("openai_api_key",
              r"sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{32,256}", True,
@@ -240,12 +243,13 @@ DETECTORS: tuple[Detector, ...] = (
              r"eyJ[A-Za-z0-9_-]{5,4096}\.eyJ[A-Za-z0-9_-]{5,8192}\.[A-Za-z0-9_-]{0,4096}",
              True, _not_before("_-")),
     Detector("connection_string",
-             r"://[^\s:@/\"'<>]{1,128}:[^\s@/\"'<>]{1,256}@[^\s\"'<>]{1,512}", True,
+             r"://[^\s:@/\"'<>\\]{1,128}:[^\s@/\"'<>\\]{1,256}@[^\s\"'<>\\]{1,512}", True,
              _connection),
     Detector("email",
              r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}\b",
              False, _email),
-    Detector("payment_card", r"\d(?:[ -]?\d){12,22}", False, _card),
+    # a run of digits, spaces and dashes from a network's first digit; _card checks the rest
+    Detector("payment_card", r"[2-6]\d[\d -]{10,25}\d", False, _card),
     Detector("phone", r"\+[1-9](?:[ .-]?\d){7,14}(?!\d)", False, _phone),
     Detector("phone", r"\(\d{3}\) ?\d{3}[-. ]\d{4}", False, _phone),
     Detector("phone", r"[-.]\d{3}[-.]\d{4}", False, _phone_dotted),
