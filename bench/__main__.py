@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import authority, instances, oauth, policy, registry, workload
+from bench import dlp as dlp_bench
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -25,6 +26,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "registry": registry.run,
     "oauth": oauth.run,
     "policy": policy.run,
+    "dlp": dlp_bench.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -80,14 +80,17 @@ from tabard.store import (
     SqlInstanceStore,
     SqlInventoryStore,
     SqlJoinTokenStore,
+    SqlLeaseStore,
     SqlNodeStore,
     SqlOAuthClientStore,
     SqlOAuthTokenStore,
     SqlPolicyStore,
     SqlResidualUseStore,
     SqlScimTokenStore,
+    SqlSecretStore,
     SqlUserStore,
 )
+from tabard.vault import EnvelopeCipher, Leases, Vault
 
 __all__ = [
     "AgentServices",
@@ -104,6 +107,7 @@ __all__ = [
     "build_oauth",
     "build_policies",
     "build_registry",
+    "build_vault",
     "open_admin_tokens",
     "run_node",
     "serve",
@@ -268,6 +272,19 @@ def build_policies(settings: Settings, db: Database, clock: Clock, registry: Reg
 
 
 @dataclass
+class VaultServices:
+    """Secrets (sealed under the deployment's KEK) and the leases of issued credentials."""
+
+    secrets: Vault
+    leases: Leases
+
+
+def build_vault(db: Database, clock: Clock, kek: bytes) -> VaultServices:
+    return VaultServices(Vault(SqlSecretStore(db), EnvelopeCipher(kek), clock),
+                         Leases(SqlLeaseStore(db), clock))
+
+
+@dataclass
 class ControlPlane:
     """The server's services over one database, ready to be served or used directly."""
 
@@ -281,6 +298,7 @@ class ControlPlane:
     directory: Directory
     agents: AgentServices
     policies: PolicyService
+    vault: VaultServices
     oauth: AuthorizationServer | None = None
 
     def server_services(self) -> ServerServices:
@@ -302,6 +320,8 @@ class ControlPlane:
             directory=self.directory,
             oauth=self.oauth,
             policies=self.policies,
+            secrets=self.vault.secrets,
+            leases=self.vault.leases,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -383,7 +403,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                         oauth=build_oauth(settings, db, clock, authority, key_manager,
                                           agents.agents, directory.people),
                         policies=build_policies(settings, db, clock, registry, agents,
-                                                directory.people))
+                                                directory.people),
+                        vault=build_vault(db, clock, kek))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -411,6 +432,16 @@ async def _agents_loop(plane: ControlPlane) -> None:
         await asyncio.sleep(interval)
 
 
+async def _vault_loop(plane: ControlPlane, interval: float = 60.0) -> None:
+    """Destroy secret versions whose rotation grace period is over."""
+    while True:
+        try:
+            await asyncio.to_thread(plane.vault.secrets.sweep)
+        except Exception:
+            log.exception("vault sweep failed")
+        await asyncio.sleep(interval)
+
+
 def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
     """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening."""
     s = plane.settings.server
@@ -430,7 +461,8 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
 
     asyncio.run(serve_listeners(
         app, rest, node_api=node_api, tls=tls,
-        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane)],
+        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane),
+                    _vault_loop(plane)],
         on_ready=on_ready,
     ))
 

@@ -19,6 +19,7 @@ from tabard.cli import directory as directory_cli
 from tabard.cli import inventory as inventory_cli
 from tabard.cli import oauth as oauth_cli
 from tabard.cli import policy as policy_cli
+from tabard.cli import secrets as secrets_cli
 from tabard.cli.output import err_console
 from tabard.errors import Invalid, TabardError
 
@@ -43,6 +44,7 @@ directory_cli.register(app)
 inventory_cli.register(app)
 oauth_cli.register(app)
 policy_cli.register(app)
+secrets_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

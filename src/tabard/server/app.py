@@ -28,6 +28,7 @@ from tabard.server.routes import (
     policies,
     scim,
 )
+from tabard.server.routes import vault as vault_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -73,4 +74,6 @@ def create_app(services: ServerServices) -> FastAPI:
     app.include_router(agents.router)
     app.include_router(oauth.router)
     app.include_router(policies.router)
+    app.include_router(vault_routes.router)
+    app.include_router(vault_routes.leases_router)
     return app

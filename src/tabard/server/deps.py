@@ -30,6 +30,7 @@ from tabard.registry import (
 )
 from tabard.spiffe import TrustDomain, X509SvidError
 from tabard.spiffe.x509svid import verify_x509_svid
+from tabard.vault import Leases, Vault
 
 __all__ = ["Admin", "Node", "ServerServices", "Services", "get_services", "require_node"]
 
@@ -54,6 +55,8 @@ class ServerServices:
     inventory: InventoryDiscovery
     directory: Directory
     policies: PolicyService
+    secrets: Vault
+    leases: Leases
     oauth: AuthorizationServer | None = None
 
 

@@ -43,3 +43,6 @@ __all__ += ["SqlOAuthClientStore", "SqlOAuthTokenStore"]
 from tabard.store.policies import SqlPolicyStore  # noqa: E402
 
 __all__ += ["SqlPolicyStore"]
+from tabard.store.vault import SqlLeaseStore, SqlSecretStore  # noqa: E402
+
+__all__ += ["SqlLeaseStore", "SqlSecretStore"]

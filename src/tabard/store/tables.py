@@ -424,3 +424,51 @@ policy_epochs = Table(
     Column("files", JSON, nullable=False),
 )
 __all__ += ["policy_epochs", "policy_files"]
+vault_secrets = Table(
+    "vault_secrets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("current_version", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("deleted_at", UtcDateTime()),
+)
+
+vault_secret_versions = Table(
+    "vault_secret_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("vault_secrets.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("destroyed_at", UtcDateTime()),
+    # the envelope (tabard.vault.envelope); all NULL once the version is destroyed
+    Column("algorithm", String(16)),
+    Column("kek_id", String(32)),
+    Column("nonce", LargeBinary),
+    Column("ciphertext", LargeBinary),
+    Column("key_nonce", LargeBinary),
+    Column("wrapped_key", LargeBinary),
+)
+Index("ix_vault_secret_versions_expires_at", vault_secret_versions.c.expires_at)
+
+vault_leases = Table(
+    "vault_leases",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("route", String(255), nullable=False),
+    Column("agent", String(63)),
+    Column("agent_instance", String(2048)),
+    Column("user_name", String(255)),
+    Column("secret_name", String(128)),
+    Column("secret_version", Integer),
+    Column("issued_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+)
+Index("ix_vault_leases_agent", vault_leases.c.agent)
+Index("ix_vault_leases_agent_instance", vault_leases.c.agent_instance)
+Index("ix_vault_leases_issued_at", vault_leases.c.issued_at)
+__all__ += ["vault_leases", "vault_secret_versions", "vault_secrets"]
