@@ -22,6 +22,7 @@ from tabard.errors import Invalid
 
 __all__ = [
     "AgentSettings",
+    "AuditSettings",
     "AuthoritySettings",
     "ConfigError",
     "ServerSettings",
@@ -124,6 +125,19 @@ class AgentSettings(_Section):
         return parse_duration(value)
 
 
+class AuditSettings(_Section):
+    """The audit log (``docs/design/audit.md``): how often its tree head is signed, and how
+    long an operation waits for its record before it is refused."""
+
+    checkpoint_interval: Duration = timedelta(minutes=5)
+    write_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("checkpoint_interval", "write_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -144,6 +158,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     authority: AuthoritySettings = AuthoritySettings()
     agents: AgentSettings = AgentSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("trust_domain")
     @classmethod

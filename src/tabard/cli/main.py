@@ -15,6 +15,7 @@ from typer._click import exceptions as click_errors
 
 from tabard.cli import admin, authority, daemons, node, registry
 from tabard.cli import agents as agents_cli
+from tabard.cli import audit as audit_cli
 from tabard.cli import directory as directory_cli
 from tabard.cli import inventory as inventory_cli
 from tabard.cli.output import err_console
@@ -39,6 +40,7 @@ node.register(app)
 agents_cli.register(app)
 directory_cli.register(app)
 inventory_cli.register(app)
+audit_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,3 +36,7 @@ from tabard.store.agents import (  # noqa: E402
 )
 
 __all__ += ["SqlAgentActivity", "SqlAgentStore", "SqlFindingStore", "SqlResidualUseStore"]
+
+from tabard.store.audit import SqlAuditStore  # noqa: E402
+
+__all__ += ["SqlAuditStore"]
