@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import authority, instances, registry, workload
+from bench import audit, authority, instances, registry, workload
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -23,6 +23,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "workload": workload.run,
     "instances": instances.run,
     "registry": registry.run,
+    "audit": audit.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
