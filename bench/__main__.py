@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import authority, instances, oauth, policy, registry, workload
+from bench import audit, authority, instances, oauth, policy, registry, workload
 from bench import dlp as dlp_bench
 from bench.harness import Figure
 
@@ -27,6 +27,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "oauth": oauth.run,
     "policy": policy.run,
     "dlp": dlp_bench.run,
+    "audit": audit.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -7,15 +7,19 @@ that knows which implementation fills each port.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
+from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditSigner, What, Who
 from tabard.authority import (
     Authority,
     DiskKeyManager,
@@ -28,6 +32,7 @@ from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
 from tabard.discovery import InventoryDiscovery
+from tabard.errors import TabardError
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.oauth import (
@@ -47,14 +52,20 @@ from tabard.policy import (
     UserFacts,
 )
 from tabard.registry import (
+    AgentDefinition,
+    AgentEvent,
     AgentIdentityGate,
     AgentNotFoundError,
+    AgentQuery,
     AgentService,
+    AgentState,
+    AgentStore,
     ChangeKind,
     DirectoryPerson,
     EntryLimits,
     EntryService,
     EntrySvidService,
+    EventDraft,
     InstanceService,
     InventoryService,
     LifecyclePolicy,
@@ -62,17 +73,20 @@ from tabard.registry import (
     NodeService,
     ObservedAgentStore,
     OrphanDetector,
+    PendingChange,
     RetirementService,
+    RetirementStep,
 )
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
-from tabard.spiffe import SpiffeIdError, TrustDomain
+from tabard.spiffe import Bundle, SpiffeIdError, TrustDomain
 from tabard.store import (
     Database,
     SqlAdminTokenStore,
     SqlAgentActivity,
     SqlAgentStore,
+    SqlAuditStore,
     SqlAuthorityStore,
     SqlEntryStore,
     SqlFindingStore,
@@ -101,6 +115,7 @@ __all__ = [
     "NodeSettings",
     "RegistryServices",
     "build_agents",
+    "build_audit",
     "build_control_plane",
     "build_directory",
     "build_inventory",
@@ -109,6 +124,7 @@ __all__ = [
     "build_registry",
     "build_vault",
     "open_admin_tokens",
+    "open_audit",
     "run_node",
     "serve",
     "write_ready_file",
@@ -187,7 +203,8 @@ class AgentServices:
 
 def build_agents(settings: Settings, db: Database, clock: Clock, registry: RegistryServices,
                  people: DirectoryService, *,
-                 policy: LifecyclePolicy | None = None) -> AgentServices:
+                 policy: LifecyclePolicy | None = None,
+                 audit: AuditLog | None = None) -> AgentServices:
     """The agent services over the directory's people; subscribes orphan detection to the
     directory's user status changes. Sanitisation command hooks live in
     ``<data_dir>/hooks``."""
@@ -198,7 +215,10 @@ def build_agents(settings: Settings, db: Database, clock: Clock, registry: Regis
         sweep_interval=g.sweep_interval, hook_timeout=g.hook_timeout,
     )
     td = TrustDomain(settings.trust_domain)
-    agent_store, findings = ObservedAgentStore(SqlAgentStore(db)), SqlFindingStore(db)
+    stored: AgentStore = SqlAgentStore(db)
+    if audit is not None:
+        stored = AuditedAgentStore(stored, audit)
+    agent_store, findings = ObservedAgentStore(stored), SqlFindingStore(db)
     activity, residual = SqlAgentActivity(db), SqlResidualUseStore(db)
     owners = _DirectoryOwners(people)
     hooks = LocalHookRunner(settings.data_dir / "hooks", td, timeout=policy.hook_timeout)
@@ -300,6 +320,7 @@ class ControlPlane:
     policies: PolicyService
     vault: VaultServices
     oauth: AuthorizationServer | None = None
+    audit: AuditLog | None = None
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -322,6 +343,7 @@ class ControlPlane:
             policies=self.policies,
             secrets=self.vault.secrets,
             leases=self.vault.leases,
+            audit=self.audit,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -331,6 +353,8 @@ class ControlPlane:
         return self.admin_tokens.create("bootstrap")
 
     def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
         self.db.dispose()
 
 
@@ -395,7 +419,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     authority.ensure_initialized()
     registry = build_registry(settings, db, clock, authority)
     directory = build_directory(db, clock)
-    agents = build_agents(settings, db, clock, registry, directory.people)
+    audit = build_audit(settings, db, clock, authority)
+    agents = build_agents(settings, db, clock, registry, directory.people, audit=audit)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
@@ -404,7 +429,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                                           agents.agents, directory.people),
                         policies=build_policies(settings, db, clock, registry, agents,
                                                 directory.people),
-                        vault=build_vault(db, clock, kek))
+                        vault=build_vault(db, clock, kek),
+                        audit=audit)
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -483,3 +509,125 @@ def open_admin_tokens(settings: Settings) -> AdminTokenService:
     db = Database(settings.effective_database_url)
     db.migrate()
     return AdminTokenService(SqlAdminTokenStore(db), SystemClock())
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+
+def build_audit(settings: Settings, db: Database, clock: Clock,
+                authority: Authority) -> AuditLog:
+    """The audit log over the database, its checkpoints signed by an audit key certified by
+    this trust domain's authority (``docs/design/audit.md``)."""
+    td = TrustDomain(settings.trust_domain)
+    return AuditLog(SqlAuditStore(db), clock, trust_domain=td.name,
+                    signer=AuditSigner(authority, td, clock), bundles=authority.bundle,
+                    timeout=settings.audit.write_timeout.total_seconds())
+
+
+def open_audit(settings: Settings, database_url: str | None = None) -> AuditLog:
+    """The audit log straight from a database, for local verification: no audit key (it
+    cannot sign), checkpoints verified against the bundle given to ``verify`` or, without
+    one, against the CA certificates the database holds."""
+    db = Database(database_url or settings.effective_database_url)
+    db.migrate()
+    authority_store = SqlAuthorityStore(db)
+    td = TrustDomain(settings.trust_domain)
+
+    def bundle() -> Bundle:
+        anchors = []
+        for record in authority_store.list_keys():
+            if record.kind != "x509" or not record.published:
+                continue
+            pem = (record.certificate_pem or b"") + (record.upstream_chain_pem or b"")
+            for cert in x509.load_pem_x509_certificates(pem):
+                if cert.issuer == cert.subject:
+                    anchors.append(cert)
+        return Bundle(td, tuple(anchors))
+
+    return AuditLog(SqlAuditStore(db), SystemClock(), trust_domain=td.name, bundles=bundle)
+
+
+async def _audit_loop(plane: ControlPlane) -> None:
+    """Sign the tree head every ``audit.checkpoint_interval`` when records were added."""
+    if plane.audit is None:
+        return
+    audit = plane.audit
+    interval = plane.settings.audit.checkpoint_interval.total_seconds()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(audit.checkpoint_if_grown)
+        except Exception:
+            log.exception("audit checkpoint failed")
+
+
+class AuditedAgentStore:
+    """The registry's ``AgentStore`` port, writing every lifecycle event it stores to the
+    audit log too (after the agent's own transaction commits: the trail in the registry is
+    the source, the audit record its copy; a failed copy is logged)."""
+
+    def __init__(self, inner: AgentStore, audit: AuditLog) -> None:
+        self._inner = inner
+        self._audit = audit
+
+    def _record(self, agent: AgentDefinition, events: Sequence[EventDraft]) -> None:
+        if not events:
+            return
+        try:
+            self._audit.append_many([AuditEvent(
+                kind=AuditKind.LIFECYCLE, actor=e.actor or "tabard",
+                who=Who(agent=agent.name, owner=agent.owner),
+                what=What(operation=f"agent.{e.kind}", target=f"agent:{agent.name}"),
+                details={"reason": e.reason, "at": e.at.isoformat(),
+                         "from_state": e.from_state.value if e.from_state else None,
+                         "to_state": e.to_state.value if e.to_state else None,
+                         "details": _jsonable(e.details)},
+            ) for e in events])
+        except TabardError as exc:
+            log.error("lifecycle events of %s were not copied to the audit log: %s",
+                      agent.name, exc.message)
+
+    def add(self, agent: AgentDefinition, events: Sequence[EventDraft]) -> AgentDefinition:
+        stored = self._inner.add(agent, events)
+        self._record(stored, events)
+        return stored
+
+    def remove_unused(self, name: str) -> bool:
+        return self._inner.remove_unused(name)
+
+    def get(self, name: str) -> AgentDefinition | None:
+        return self._inner.get(name)
+
+    def list(self, query: AgentQuery) -> builtins.list[AgentDefinition]:
+        return self._inner.list(query)
+
+    def page(self, states: Collection[AgentState], *, after: str = "",
+             limit: int = 1000) -> builtins.list[AgentDefinition]:
+        return self._inner.page(states, after=after, limit=limit)
+
+    def states(self, names: Collection[str]) -> dict[str, AgentState]:
+        return self._inner.states(names)
+
+    def save(self, agent: AgentDefinition, *, expected_version: int,
+             events: Sequence[EventDraft] = (), changes: Sequence[PendingChange] = (),
+             step: RetirementStep | None = None) -> AgentDefinition:
+        stored = self._inner.save(agent, expected_version=expected_version, events=events,
+                                  changes=changes, step=step)
+        self._record(stored, events)
+        return stored
+
+    def events(self, name: str, *, after: int = 0) -> builtins.list[AgentEvent]:
+        return self._inner.events(name, after=after)
+
+    def changes(self, name: str, *, pending_only: bool = False) -> builtins.list[PendingChange]:
+        return self._inner.changes(name, pending_only=pending_only)
+
+    def steps(self, name: str) -> builtins.list[RetirementStep]:
+        return self._inner.steps(name)
+
+    def save_step(self, step: RetirementStep) -> None:
+        self._inner.save_step(step)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

@@ -22,6 +22,7 @@ from tabard.errors import Invalid
 
 __all__ = [
     "AgentSettings",
+    "AuditSettings",
     "AuthoritySettings",
     "ConfigError",
     "OAuthSettings",
@@ -125,6 +126,19 @@ class AgentSettings(_Section):
         return parse_duration(value)
 
 
+class AuditSettings(_Section):
+    """The audit log (``docs/design/audit.md``): how often its tree head is signed, and how
+    long an operation waits for its record before it is refused."""
+
+    checkpoint_interval: Duration = timedelta(minutes=5)
+    write_timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("checkpoint_interval", "write_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -172,6 +186,7 @@ class Settings(_Section):
     authority: AuthoritySettings = AuthoritySettings()
     agents: AgentSettings = AgentSettings()
     oauth: OAuthSettings = OAuthSettings()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("trust_domain")
     @classmethod

@@ -15,6 +15,7 @@ from typer._click import exceptions as click_errors
 
 from tabard.cli import admin, authority, daemons, node, registry
 from tabard.cli import agents as agents_cli
+from tabard.cli import audit as audit_cli
 from tabard.cli import directory as directory_cli
 from tabard.cli import inventory as inventory_cli
 from tabard.cli import oauth as oauth_cli
@@ -45,6 +46,7 @@ inventory_cli.register(app)
 oauth_cli.register(app)
 policy_cli.register(app)
 secrets_cli.register(app)
+audit_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from tabard import __version__
+from tabard.server.audit import record_admin_outcome
 from tabard.server.deps import ServerServices
 from tabard.server.metrics import ServerMetrics
 from tabard.server.problems import install_problem_handlers, problem_response
@@ -28,6 +29,7 @@ from tabard.server.routes import (
     policies,
     scim,
 )
+from tabard.server.routes import audit as audit_routes
 from tabard.server.routes import vault as vault_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -66,6 +68,10 @@ def create_app(services: ServerServices) -> FastAPI:
         metrics.latency.labels(template).observe(time.perf_counter() - start)
         if response.status_code == 401:
             metrics.auth_failures.inc()
+        intent = getattr(request.state, "audit_intent", None)
+        if intent is not None:
+            await record_admin_outcome(request.app.state.services, intent,
+                                       response.status_code)
         return response
 
     for module in (health, bundle, discovery, authority, admin_tokens, entries, join_tokens,
@@ -76,4 +82,5 @@ def create_app(services: ServerServices) -> FastAPI:
     app.include_router(policies.router)
     app.include_router(vault_routes.router)
     app.include_router(vault_routes.leases_router)
+    app.include_router(audit_routes.router)
     return app

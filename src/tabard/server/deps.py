@@ -11,6 +11,7 @@ from cryptography import x509
 from fastapi import Depends, Request
 
 from tabard.attestation import JoinTokens
+from tabard.audit import AuditEvent, AuditKind, AuditLog, Outcome, What
 from tabard.authority import Authority
 from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
@@ -58,6 +59,7 @@ class ServerServices:
     secrets: Vault
     leases: Leases
     oauth: AuthorizationServer | None = None
+    audit: AuditLog | None = None
 
 
 def get_services(request: Request) -> ServerServices:
@@ -68,10 +70,32 @@ def get_services(request: Request) -> ServerServices:
 Services = Annotated[ServerServices, Depends(get_services)]
 
 
+_READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def require_admin(request: Request, services: Services) -> AdminPrincipal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return services.admin_tokens.authenticate(token.strip() if scheme.lower() == "bearer" else None)
+    admin = services.admin_tokens.authenticate(
+        token.strip() if scheme.lower() == "bearer" else None)
+    if services.audit is not None and request.method not in _READ_ONLY:
+        _record_admin_intent(request, services.audit, admin)
+    return admin
+
+
+def _record_admin_intent(request: Request, audit: AuditLog, admin: AdminPrincipal) -> None:
+    """Fail closed: a mutating admin request is recorded (outcome ``pending``) before its
+    handler runs; if the audit log cannot take it, the request is refused (503) before it
+    has any effect. ``tabard.server.app`` records the outcome after the response."""
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    event = AuditEvent(kind=AuditKind.ADMIN_ACTION, actor=admin.name,
+                       what=What(operation=f"{request.method} {template}",
+                                 target=request.url.path),
+                       outcome=Outcome.PENDING,
+                       details={"token_id": admin.token_id})
+    record = audit.append(event)
+    request.state.audit_intent = (event, record.seq)
 
 
 Admin = Annotated[AdminPrincipal, Depends(require_admin)]

@@ -46,3 +46,6 @@ __all__ += ["SqlPolicyStore"]
 from tabard.store.vault import SqlLeaseStore, SqlSecretStore  # noqa: E402
 
 __all__ += ["SqlLeaseStore", "SqlSecretStore"]
+from tabard.store.audit import SqlAuditStore  # noqa: E402
+
+__all__ += ["SqlAuditStore"]

@@ -472,3 +472,37 @@ Index("ix_vault_leases_agent", vault_leases.c.agent)
 Index("ix_vault_leases_agent_instance", vault_leases.c.agent_instance)
 Index("ix_vault_leases_issued_at", vault_leases.c.issued_at)
 __all__ += ["vault_leases", "vault_secret_versions", "vault_secrets"]
+# --- audit log (tabard.audit) ---------------------------------------------------------------
+# seq is INTEGER on SQLite so that it is the rowid: rows are stored in seq order and a scan
+# reads them in place.
+_AuditSeq = BigInteger().with_variant(Integer(), "sqlite")
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", _AuditSeq, primary_key=True, autoincrement=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("entry", LargeBinary, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+)
+Index("ix_audit_records_recorded_at", audit_records.c.recorded_at)
+
+# trace lookups: who a record names (agent:, instance:, user:); outside the hash chain
+audit_subjects = Table(
+    "audit_subjects",
+    metadata,
+    Column("subject", String(512), primary_key=True),
+    Column("seq", _AuditSeq, primary_key=True, autoincrement=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", _AuditSeq, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("document", Text, nullable=False),
+    Column("frontier", LargeBinary, nullable=False),
+)
+__all__ += ["audit_checkpoints", "audit_records", "audit_subjects"]

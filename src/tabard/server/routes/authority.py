@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from tabard.authority import AuthorityKeyRecord
 from tabard.config import parse_duration
 from tabard.errors import Invalid
+from tabard.server.audit import record_issuance
 from tabard.server.deps import Admin, Services
 from tabard.spiffe import SpiffeId
 
@@ -100,8 +101,11 @@ def mint_x509(body: X509MintRequest, services: Services, admin: Admin,
     minted = services.authority.mint_x509_svid(
         spiffe_id, public_key=public_key, ttl=ttl, dns_names=tuple(body.dns_names)
     )
-    request.app.state.metrics.svids_minted.labels("x509").inc()
     leaf = minted.chain[0]
+    record_issuance(services.audit, actor=admin.name, kind="x509", spiffe_id=str(spiffe_id),
+                    details={"serial": format(leaf.serial_number, "x"),
+                             "expires_at": leaf.not_valid_after_utc.isoformat()})
+    request.app.state.metrics.svids_minted.labels("x509").inc()
     return X509MintResponse(
         spiffe_id=str(spiffe_id),
         svid_pem="".join(
@@ -122,8 +126,11 @@ def mint_jwt(body: JwtMintRequest, services: Services, admin: Admin,
         raise Invalid("audience: each value must be 1-2048 characters")
     ttl = parse_duration(body.ttl) if body.ttl else None
     token = services.authority.mint_jwt_svid(spiffe_id, body.audience, ttl=ttl)
-    request.app.state.metrics.svids_minted.labels("jwt").inc()
     expiry = jwt.decode(token, options={"verify_signature": False})["exp"]
+    record_issuance(services.audit, actor=admin.name, kind="jwt", spiffe_id=str(spiffe_id),
+                    details={"audience": list(body.audience),
+                             "expires_at": datetime.fromtimestamp(expiry, UTC).isoformat()})
+    request.app.state.metrics.svids_minted.labels("jwt").inc()
     return JwtMintResponse(
         spiffe_id=str(spiffe_id), token=token, expires_at=datetime.fromtimestamp(expiry, UTC)
     )

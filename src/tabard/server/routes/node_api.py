@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tabard.audit import AuditEvent, AuditKind, What, Who
 from tabard.authority import MintedX509Svid, PublicKey
 from tabard.errors import Invalid
 from tabard.registry import (
@@ -28,6 +29,7 @@ from tabard.registry import (
     X509SvidRequest,
     parse_selectors,
 )
+from tabard.server.audit import record_issuance
 from tabard.server.deps import Node, Services
 from tabard.server.routes.entries import EntryView
 
@@ -154,12 +156,22 @@ class SeenResponse(BaseModel):
 def attest(body: AttestRequest, services: Services) -> NodeSvidResponse:
     public_key = _public_key(body.csr)
     payload = body.model_dump(exclude={"csr", "attestor"})
-    return NodeSvidResponse.of(services.nodes.attest(body.attestor, payload, public_key))
+    issued = services.nodes.attest(body.attestor, payload, public_key)
+    record_issuance(services.audit, actor=f"attestor:{body.attestor}", kind="x509",
+                    spiffe_id=str(issued.node.spiffe_id), node=issued.node.id,
+                    details={"reason": "node_attestation",
+                             "serial": format(issued.svid.leaf.serial_number, "x")})
+    return NodeSvidResponse.of(issued)
 
 
 @router.post("/renew", response_model=NodeSvidResponse, summary="Renew the node SVID")
 def renew(body: RenewRequest, services: Services, node: Node) -> NodeSvidResponse:
-    return NodeSvidResponse.of(services.nodes.renew(node, _public_key(body.csr)))
+    issued = services.nodes.renew(node, _public_key(body.csr))
+    record_issuance(services.audit, actor=str(node.spiffe_id), kind="x509",
+                    spiffe_id=str(issued.node.spiffe_id), node=node.node_id,
+                    details={"reason": "node_renewal",
+                             "serial": format(issued.svid.leaf.serial_number, "x")})
+    return NodeSvidResponse.of(issued)
 
 
 @router.post("/sync", response_model=SyncResponse,
@@ -192,6 +204,15 @@ def x509_svids(body: X509Batch, services: Services, node: Node,
     requests = [X509SvidRequest(item.entry_id, item.instance_id, _public_key(item.csr))
                 for item in body.requests]
     issued = services.entry_svids.x509(node, requests)
+    if services.audit is not None and issued:
+        services.audit.append_many([AuditEvent(
+            kind=AuditKind.ISSUANCE, actor=str(node.spiffe_id),
+            who=Who.of_spiffe_id(str(i.svid.spiffe_id), node=node.node_id,
+                                 **({"instance": i.instance_id} if i.instance_id else {})),
+            what=What(operation="svid.x509", target=str(i.svid.spiffe_id)),
+            details={"entry_id": i.entry_id, "serial": format(i.svid.leaf.serial_number, "x"),
+                     "expires_at": i.svid.expires_at.isoformat()},
+        ) for i in issued])
     if issued:
         request.app.state.metrics.svids_minted.labels("x509").inc(len(issued))
     return X509Response(svids=[
@@ -208,6 +229,10 @@ def jwt_svid(body: JwtRequest, services: Services, node: Node,
              request: Request) -> JwtResponse:
     issued = services.entry_svids.jwt(node, body.entry_id, body.instance_id, body.audience,
                                       body.ttl_seconds)
+    record_issuance(services.audit, actor=str(node.spiffe_id), kind="jwt",
+                    spiffe_id=str(issued.spiffe_id), node=node.node_id, entry_id=body.entry_id,
+                    details={"audience": list(body.audience),
+                             "expires_at": issued.expires_at.isoformat()})
     request.app.state.metrics.svids_minted.labels("jwt").inc()
     return JwtResponse(spiffe_id=str(issued.spiffe_id), token=issued.token,
                        expires_at=issued.expires_at)

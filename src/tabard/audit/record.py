@@ -1,0 +1,373 @@
+"""Audit records: what one security-relevant event says, and its exact bytes.
+
+An :class:`AuditEvent` is what a caller hands to :meth:`tabard.audit.AuditLog.append`; the
+log numbers it, chains it and stores it as an :class:`AuditRecord`. The fields are the ones a
+regulator asks of automatically generated logs (EU AI Act Art. 12): **who** (agent instance,
+definition, owner, user, delegation chain), **what** (operation and target), **when**, the
+**decision** and the policies behind it, and the **outcome**.
+
+Entry bytes (what the hash chain and the Merkle tree cover), version 1::
+
+    0x01 || prev (32 bytes) || seq (8 bytes, big-endian) || JCS(body)
+
+``prev`` is the hash of the previous record (32 zero bytes before the first), ``seq`` counts
+from 1 without gaps, and ``body`` is the event as a JSON object in RFC 8785 canonical form
+(:data:`body` keys: ``time``, ``kind``, ``actor``, ``who``, ``what``, ``decision``,
+``outcome``, ``details``). A record's hash is its RFC 9162 leaf hash,
+``SHA-256(0x00 || entry)``: the same 32 bytes link the chain and are the Merkle leaf. The
+fixed binary header lets a verifier check the chain by slicing, without parsing JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+
+from tabard.audit.errors import InvalidAuditEventError
+from tabard.audit.merkle import HASH_SIZE, leaf_hash
+
+__all__ = [
+    "ENTRY_VERSION",
+    "GENESIS",
+    "HASH_SIZE",
+    "AuditEvent",
+    "AuditKind",
+    "AuditRecord",
+    "Decision",
+    "Outcome",
+    "What",
+    "Who",
+    "canonical_json",
+    "encode_entry",
+]
+
+ENTRY_VERSION = 1
+GENESIS = bytes(HASH_SIZE)
+HEADER_SIZE = 1 + HASH_SIZE + 8
+_MAX_SAFE = 2**53 - 1
+
+
+class AuditKind(StrEnum):
+    ISSUANCE = "issuance"
+    TOKEN_GRANT = "token_grant"
+    GATEWAY_DECISION = "gateway_decision"
+    LIFECYCLE = "lifecycle"
+    ADMIN_ACTION = "admin_action"
+    KILL_SWITCH = "kill_switch"
+    APPROVAL = "approval"
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DENIED = "denied"
+    PENDING = "pending"
+    """Recorded before the action runs (intent); a later record gives the outcome."""
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Who:
+    """On whose behalf and by which identity. ``chain`` lists the delegation from the first
+    principal (nearest the user) to the current actor: SPIFFE IDs of agent instances or
+    definitions, or user names."""
+
+    agent: str | None = None
+    instance: str | None = None
+    spiffe_id: str | None = None
+    owner: str | None = None
+    user: str | None = None
+    chain: tuple[str, ...] = ()
+    node: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("agent", "instance", "spiffe_id", "owner", "user", "node"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.chain:
+            out["chain"] = list(self.chain)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Who:
+        return cls(agent=data.get("agent"), instance=data.get("instance"),
+                   spiffe_id=data.get("spiffe_id"), owner=data.get("owner"),
+                   user=data.get("user"), chain=tuple(data.get("chain", ())),
+                   node=data.get("node"))
+
+    @classmethod
+    def of_spiffe_id(cls, spiffe_id: str, **fields: Any) -> Who:
+        """Who, for a workload: ``/agent/<name>[/instance/<id>]`` paths name the agent and
+        the instance."""
+        agent, instance = agent_of(spiffe_id)
+        fields.setdefault("agent", agent)
+        fields.setdefault("instance", instance)
+        return cls(spiffe_id=spiffe_id, **fields)
+
+    def subjects(self) -> set[str]:
+        """Index keys of everyone this names (``agent:``, ``instance:``, ``user:``), the
+        delegation chain included: what ``tabard audit trace`` looks records up by."""
+        keys: set[str] = set()
+        if self.agent:
+            keys.add(f"agent:{self.agent}")
+        if self.instance:
+            keys.add(f"instance:{self.instance}")
+        if self.user:
+            keys.add(f"user:{self.user}")
+        for principal in (self.spiffe_id, *self.chain):
+            if not principal:
+                continue
+            if principal.startswith("spiffe://"):
+                agent, instance = agent_of(principal)
+                if agent:
+                    keys.add(f"agent:{agent}")
+                if instance:
+                    keys.add(f"instance:{instance}")
+            else:
+                keys.add(f"user:{principal}")
+        return keys
+
+
+def agent_of(spiffe_id: str) -> tuple[str | None, str | None]:
+    """(agent name, instance id) of ``spiffe://td/agent/<name>[/instance/<id>]``."""
+    _, _, rest = spiffe_id.partition("://")
+    parts = rest.split("/")[1:]
+    if len(parts) >= 2 and parts[0] == "agent":
+        instance = parts[3] if len(parts) >= 4 and parts[2] == "instance" else None
+        return parts[1], instance
+    return None, None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class What:
+    """The operation (``svid.x509``, ``tools/call``, ``POST /api/v1/agents``, ...) and what
+    it acted on."""
+
+    operation: str
+    target: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operation": self.operation} | ({"target": self.target} if self.target else {})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """An authorization decision and the policies that made it."""
+
+    effect: str
+    policies: tuple[str, ...] = ()
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"effect": self.effect, "policies": list(self.policies)}
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    """One event to record. ``actor`` is who performed the recorded action (an admin
+    token's name, a node's SPIFFE ID, ``tabard`` for the server itself); ``details`` is
+    any JSON object (integers within ±2**53, no floats that JSON cannot carry exactly)."""
+
+    kind: AuditKind | str
+    actor: str
+    what: What
+    who: Who = field(default_factory=Who)
+    decision: Decision | None = None
+    outcome: Outcome | str = Outcome.SUCCESS
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def body(self, at: datetime) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "time": format_time(at), "kind": str(self.kind), "actor": self.actor,
+            "who": self.who.to_json(), "what": self.what.to_json(),
+            "outcome": str(self.outcome), "details": dict(self.details),
+        }
+        if self.decision is not None:
+            out["decision"] = self.decision.to_json()
+        return out
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> AuditEvent:
+        decision = body.get("decision")
+        what = body.get("what", {})
+        return cls(
+            kind=body["kind"], actor=body["actor"],
+            what=What(operation=what.get("operation", ""), target=what.get("target")),
+            who=Who.from_json(body.get("who", {})),
+            decision=Decision(effect=decision["effect"],
+                              policies=tuple(decision.get("policies", ())),
+                              reason=decision.get("reason")) if decision else None,
+            outcome=body.get("outcome", ""), details=body.get("details", {}),
+        )
+
+
+def format_time(at: datetime) -> str:
+    """RFC 3339 UTC with microseconds: ``2026-01-01T12:00:00.000000Z``."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _plain(value: Any) -> bool:
+    """True when ``json.dumps(sort_keys=True)`` already gives the RFC 8785 form: objects with
+    ASCII keys, strings, booleans, null and integers JavaScript holds exactly."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -_MAX_SAFE <= value <= _MAX_SAFE
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
+    return False
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes of ``value``.
+
+    The ``rfc8785`` package is the reference; it is pure Python and costs ~100 µs for a
+    typical record, a fifth of the append budget. For the values records are made of
+    (ASCII keys, strings, safe integers, booleans, null) the standard library's sorted,
+    compact, non-ASCII-preserving ``json.dumps`` produces the same bytes (same key order,
+    same string escapes: ``\\"``, ``\\\\``, ``\\b\\f\\n\\r\\t``, ``\\u00xx`` for the other
+    controls), ~6 times faster; anything else (floats, non-ASCII keys) goes to ``rfc8785``.
+    ``tests/unit/audit/test_record.py`` holds the two to the same output."""
+    if _plain(value):
+        try:
+            return _ENCODER.encode(value).encode()
+        except UnicodeEncodeError:
+            raise InvalidAuditEventError("a string is not valid Unicode "
+                                         "(lone surrogate)") from None
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise InvalidAuditEventError(f"the event cannot be written as canonical JSON: "
+                                     f"{exc}") from None
+
+
+def encode_entry(seq: int, prev: bytes, body: bytes) -> bytes:
+    """The entry bytes of record ``seq`` (module docstring)."""
+    return b"\x01" + prev + seq.to_bytes(8, "big") + body
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored record: ``entry`` is authoritative, the rest is read from it."""
+
+    seq: int
+    time: datetime
+    kind: str
+    entry: bytes
+    hash: bytes
+
+    @property
+    def prev(self) -> bytes:
+        return self.entry[1:1 + HASH_SIZE]
+
+    def body(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.entry[HEADER_SIZE:])
+        return parsed
+
+    def event(self) -> AuditEvent:
+        return AuditEvent.from_body(self.body())
+
+    def to_json(self) -> dict[str, Any]:
+        """The export form: enough to rebuild the entry bytes and check the hash."""
+        return {"seq": self.seq, "prev": self.prev.hex(), "hash": self.hash.hex(),
+                "record": self.body()}
+
+    def intact(self) -> bool:
+        return leaf_hash(self.entry) == self.hash
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An event turned into canonical body bytes and index keys in the caller's thread, so
+    a bad event fails its caller alone and the writer only chains and stores."""
+
+    time: datetime
+    kind: str
+    body: bytes
+    subjects: tuple[str, ...]
+
+
+_str = json.encoder.encode_basestring
+
+
+def _strings(values: Sequence[str]) -> str:
+    return "[" + ",".join(_str(v) for v in values) + "]"
+
+
+def _body_json(event: AuditEvent, at: datetime) -> bytes:
+    """``canonical_json(event.body(at))``, written field by field: the top level and
+    ``who``/``what``/``decision`` have fixed ASCII keys, emitted here in RFC 8785 order, and
+    their values are strings; only ``details`` goes through :func:`canonical_json`. Several
+    times faster than building the dict and serialising it (the tests hold the two equal)."""
+    for value in (event.actor, event.what.operation, event.what.target, *_who_values(event.who)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidAuditEventError("who and what fields must be strings")
+    parts = ['{"actor":', _str(event.actor)]
+    d = event.decision
+    if d is not None:
+        parts += [',"decision":{"effect":', _str(d.effect), ',"policies":',
+                  _strings(d.policies)]
+        if d.reason:
+            parts += [',"reason":', _str(d.reason)]
+        parts.append("}")
+    details = event.details
+    parts += [',"details":', canonical_json(dict(details)).decode() if details else "{}",
+              ',"kind":', _str(str(event.kind)), ',"outcome":', _str(str(event.outcome)),
+              ',"time":"', format_time(at), '","what":{"operation":',
+              _str(event.what.operation)]
+    if event.what.target:
+        parts += [',"target":', _str(event.what.target)]
+    parts.append('},"who":{')
+    w = event.who
+    fields = []
+    if w.agent is not None:
+        fields.append('"agent":' + _str(w.agent))
+    if w.chain:
+        fields.append('"chain":' + _strings(w.chain))
+    for name, value in (("instance", w.instance), ("node", w.node), ("owner", w.owner),
+                        ("spiffe_id", w.spiffe_id), ("user", w.user)):
+        if value is not None:
+            fields.append(f'"{name}":' + _str(value))
+    parts += [",".join(fields), "}}"]
+    try:
+        return "".join(parts).encode()
+    except UnicodeEncodeError:
+        raise InvalidAuditEventError("a string is not valid Unicode (lone surrogate)") from None
+
+
+def _who_values(who: Who) -> tuple[object, ...]:
+    return (who.agent, who.instance, who.spiffe_id, who.owner, who.user, who.node, *who.chain)
+
+
+def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:
+    if not isinstance(event.what, What) or not event.what.operation:
+        raise InvalidAuditEventError("an audit event needs what.operation")
+    if not event.actor:
+        raise InvalidAuditEventError("an audit event needs an actor")
+    if not isinstance(event.details, Mapping):
+        raise InvalidAuditEventError("details must be a JSON object")
+    body = _body_json(event, at)
+    return PreparedEvent(at, str(event.kind), body, tuple(sorted(event.who.subjects())))

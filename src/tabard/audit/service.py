@@ -1,0 +1,429 @@
+"""The audit log service: durable appends with group commit, checkpoints, verification,
+export, trace and proofs.
+
+Appending
+    :meth:`AuditLog.append` (and :meth:`~AuditLog.append_many`, :meth:`~AuditLog.append_async`)
+    returns only once the record is committed: callers that must not act without a record
+    (fail closed) call it *before* acting and let :class:`~tabard.audit.errors.
+    AuditUnavailableError` refuse the operation. Events are encoded in the caller's thread;
+    one writer thread takes everything queued, numbers and chains it and stores it in one
+    transaction (group commit), so concurrent callers share a commit and its fsync. A failed
+    transaction fails every caller in it and leaves nothing behind; the next batch tries again,
+    so the log serves again as soon as the store does.
+
+Checkpoints
+    :meth:`AuditLog.checkpoint` re-checks the records appended since the previous checkpoint
+    (numbers, hashes, chain) and only then signs the new tree head: a checkpoint never vouches
+    for a broken log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime
+
+from tabard.audit.checkpoint import AuditSigner, Checkpoint, verify_checkpoint
+from tabard.audit.errors import (
+    AuditUnavailableError,
+    CheckpointError,
+    CheckpointNotFoundError,
+    InvalidProofRequestError,
+)
+from tabard.audit.merkle import (
+    CompactRange,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+)
+from tabard.audit.ports import AuditStore, ChainHead, NewRecord, StoredCheckpoint
+from tabard.audit.record import (
+    GENESIS,
+    AuditEvent,
+    AuditRecord,
+    PreparedEvent,
+    encode_entry,
+    prepare,
+)
+from tabard.audit.verify import Problem, VerifyReport, verify_rows
+from tabard.clock import Clock
+from tabard.errors import TabardError
+from tabard.spiffe import BundleSource
+
+__all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
+
+log = logging.getLogger("tabard.audit")
+
+MAX_BATCH = 4096
+"""Most records one transaction takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    seq: int
+    tree_size: int
+    leaf_hash: bytes
+    path: tuple[bytes, ...]
+    root_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: tuple[bytes, ...]
+
+
+_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]]"]
+
+
+class AuditLog:
+    """One append-only, hash-chained, checkpointed log (module docstring).
+
+    ``signer`` signs checkpoints (none: checkpoints cannot be made here); ``bundles`` gives
+    the trust bundle checkpoints are verified with.
+    """
+
+    def __init__(self, store: AuditStore, clock: Clock, *, trust_domain: str,
+                 signer: AuditSigner | None = None,
+                 bundles: Callable[[], BundleSource] | None = None,
+                 timeout: float = 10.0, max_batch: int = MAX_BATCH) -> None:
+        self._store = store
+        self._clock = clock
+        self._td = trust_domain
+        self._signer = signer
+        self._bundles = bundles
+        self._timeout = timeout
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._checkpoint_lock = threading.Lock()
+        self._closed = False
+
+    # --- appending ----------------------------------------------------------------------
+
+    def append(self, event: AuditEvent) -> AuditRecord:
+        """Record ``event`` durably and return the stored record (see the module docstring).
+        Cannot be written: :class:`~tabard.audit.errors.AuditUnavailableError`."""
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
+        """Record several events, consecutively, in one transaction."""
+        return self._wait(self.submit(events))
+
+    async def append_async(self, event: AuditEvent) -> AuditRecord:
+        """:meth:`append` for coroutines: waits without blocking the event loop."""
+        future = self.submit([event])
+        try:
+            records = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+        except TimeoutError:
+            raise self._timed_out() from None
+        return records[0]
+
+    def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
+        """Queue events for the writer; the future resolves once they are committed."""
+        if self._closed:
+            raise AuditUnavailableError("the audit log is closed")
+        now = self._clock.now()
+        prepared = [prepare(e, now) for e in events]
+        future: Future[list[AuditRecord]] = Future()
+        self._ensure_writer()
+        self._queue.put((prepared, future))
+        return future
+
+    def _wait(self, future: Future[list[AuditRecord]]) -> list[AuditRecord]:
+        try:
+            return future.result(self._timeout)
+        except FutureTimeout:
+            raise self._timed_out() from None
+
+    def _timed_out(self) -> AuditUnavailableError:
+        return AuditUnavailableError(f"the audit log did not confirm the write within "
+                                     f"{self._timeout:g}s")
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._start_lock:
+            if self._writer is None:
+                thread = threading.Thread(target=self._write_loop, name="tabard-audit-writer",
+                                          daemon=True)
+                thread.start()
+                self._writer = thread
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            count = len(job[0])
+            stop = False
+            while count < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                count += len(more[0])
+            self._commit(jobs)
+            if stop:
+                return
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        live = [(events, f) for events, f in jobs if f.set_running_or_notify_cancel()]
+        if not live:
+            return
+
+        def build(head: ChainHead | None) -> list[NewRecord]:
+            seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
+            out: list[NewRecord] = []
+            for events, _ in live:
+                for p in events:
+                    seq += 1
+                    entry = encode_entry(seq, prev, p.body)
+                    prev = leaf_hash(entry)
+                    out.append(NewRecord(AuditRecord(seq, p.time, p.kind, entry, prev),
+                                         p.subjects))
+            return out
+
+        try:
+            stored = self._store.append(build)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, TabardError) else exc.__class__.__name__
+            log.error("audit write failed, %d records refused: %s", sum(len(e) for e, _ in live),
+                      reason)
+            for _, f in live:
+                f.set_exception(AuditUnavailableError(
+                    f"the audit log cannot be written ({reason}); the operation is refused"))
+            return
+        i = 0
+        for events, f in live:
+            f.set_result([r.record for r in stored[i:i + len(events)]])
+            i += len(events)
+
+    def close(self) -> None:
+        """Let queued records finish, then stop the writer."""
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join(timeout=self._timeout)
+
+    # --- reading ------------------------------------------------------------------------
+
+    def head(self) -> ChainHead | None:
+        return self._store.head()
+
+    def records(self, *, after: int = 0, limit: int = 100, kind: str | None = None,
+                since: datetime | None = None, until: datetime | None = None
+                ) -> list[AuditRecord]:
+        return self._store.records(after=after, limit=min(max(limit, 1), 10_000), kind=kind,
+                                   since=since, until=until)
+
+    def export(self, *, since: datetime | None = None, until: datetime | None = None,
+               page: int = 5000) -> Iterator[AuditRecord]:
+        """Every record from ``since`` to ``until``, in order, streamed in pages."""
+        after = 0
+        while True:
+            batch = self._store.records(after=after, limit=page, since=since, until=until)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = batch[-1].seq
+
+    def trace(self, *, agent: str | None = None, instance: str | None = None,
+              user: str | None = None, after: int = 0, limit: int = 1000) -> list[AuditRecord]:
+        """Everything recorded about an agent, an instance or a user, delegation chains
+        included (a record counts when its chain mentions them), in order."""
+        subjects = [f"{k}:{v}" for k, v in (("agent", agent), ("instance", instance),
+                                             ("user", user)) if v]
+        if not subjects:
+            raise InvalidProofRequestError("trace needs an agent, an instance or a user")
+        found = self._store.find(subjects, after=after, limit=min(max(limit, 1), 10_000))
+        # the index is a lookup aid outside the hash chain: keep what the records say
+        wanted = set(subjects)
+        return [r for r in found
+                if r.intact() and wanted & r.event().who.subjects()]
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def _verified(self, stored: StoredCheckpoint, bundles: BundleSource | None
+                  ) -> Checkpoint:
+        source = bundles or (self._bundles() if self._bundles else None)
+        if source is None:
+            raise CheckpointError("no trust bundle to verify checkpoints with")
+        cp = verify_checkpoint(stored.document, source)
+        if cp.tree_size != stored.tree_size or cp.root_hash != stored.root_hash:
+            raise CheckpointError(f"checkpoint {stored.tree_size}: the stored columns differ "
+                                  f"from what it signs")
+        return cp
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign the current tree head (after checking the records since the previous
+        checkpoint); if nothing was appended since, the latest checkpoint."""
+        if self._signer is None:
+            raise CheckpointError("this process cannot sign checkpoints (no audit key)")
+        with self._checkpoint_lock:
+            latest = self._store.checkpoint()
+            rng, prev = CompactRange(), GENESIS
+            if latest is not None:
+                cp = self._verified(latest, None)
+                rng = CompactRange(latest.tree_size, latest.frontier)
+                if rng.root() != cp.root_hash:
+                    raise CheckpointError(f"the stored frontier of checkpoint "
+                                          f"{latest.tree_size} does not fold to its root")
+                prev = cp.head_hash
+            head = self._store.head()
+            if head is None or head.seq == rng.size:
+                if latest is None:
+                    raise CheckpointError("the audit log is empty: nothing to checkpoint")
+                return self._verified(latest, None)
+            report = verify_rows(self._store.scan(after=rng.size, until=head.seq), (),
+                                 start=rng, prev=prev)
+            if not report.ok:
+                assert report.problem is not None
+                raise CheckpointError(f"refusing to checkpoint a broken log: "
+                                      f"{report.problem.message}")
+            for _, _, h in self._store.scan(after=rng.size, until=head.seq):
+                rng.append(h)
+            cp = self._signer.sign(self._td, rng.size, rng.root(), head.hash)
+            self._store.add_checkpoint(StoredCheckpoint(cp.tree_size, cp.root_hash, cp.time,
+                                                        cp.document, rng.roots))
+            log.info("audit checkpoint at %d records", cp.tree_size)
+            return cp
+
+    def checkpoint_if_grown(self) -> Checkpoint | None:
+        """For the periodic task: a checkpoint when records were appended since the last."""
+        head = self._store.head()
+        latest = self._store.checkpoint()
+        if head is None or (latest is not None and latest.tree_size >= head.seq):
+            return None
+        return self.checkpoint()
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return self._store.checkpoints()
+
+    def get_checkpoint(self, tree_size: int | None = None) -> StoredCheckpoint:
+        cp = self._store.checkpoint(tree_size)
+        if cp is None:
+            raise CheckpointNotFoundError("no checkpoint yet" if tree_size is None
+                                          else f"no checkpoint of {tree_size} records")
+        return cp
+
+    # --- verification -------------------------------------------------------------------
+
+    def verify(self, *, from_checkpoint: bool = False,
+               bundles: BundleSource | None = None) -> VerifyReport:
+        """Check the whole log (or, ``from_checkpoint``, what follows the latest verified
+        checkpoint) against its chain and every signed checkpoint; the first problem is
+        named. Checkpoints are verified with ``bundles`` (default: this server's); without
+        any bundle, their signatures are checked against their own certificate only and a
+        note says so."""
+        notes: list[str] = []
+        source = bundles or (self._bundles() if self._bundles else None)
+        verified: list[Checkpoint] = []
+        stored = self._store.checkpoints()
+        for s in stored:
+            try:
+                cp = _unverified(s) if source is None else self._verified(s, source)
+            except CheckpointError as exc:
+                return VerifyReport(False, 0, 1, 0, 0, Problem(
+                    s.tree_size, "bad_checkpoint",
+                    f"checkpoint {s.tree_size} does not verify: {exc.message}"))
+            verified.append(cp)
+        if source is None and stored:
+            notes.append("no trust bundle: checkpoint signatures were not checked, only the "
+                         "tree heads they hold (give a bundle to check them)")
+        start, prev = CompactRange(), GENESIS
+        if from_checkpoint and stored:
+            last_stored, last = stored[-1], verified[-1]
+            start = CompactRange(last_stored.tree_size, last_stored.frontier)
+            if start.root() != last.root_hash:
+                return VerifyReport(False, 0, 1, 0, 0, Problem(
+                    last.tree_size, "bad_checkpoint",
+                    f"checkpoint {last.tree_size}: its stored frontier does not fold to "
+                    f"the signed root"))
+            prev = last.head_hash
+            notes.append(f"started from checkpoint {last.tree_size} "
+                         f"(signed {last.time.isoformat()})")
+            verified = []
+            # the record the checkpoint ends on must still be the one it signed
+            tail = list(self._store.scan(after=last.tree_size - 1, until=last.tree_size))
+            if not tail or tail[0][0] != last.tree_size or tail[0][2] != last.head_hash:
+                return VerifyReport(False, 0, last.tree_size, 0, 0, Problem(
+                    last.tree_size, "checkpoint_mismatch",
+                    f"record {last.tree_size} is not the one checkpoint {last.tree_size} "
+                    f"signed"))
+        return verify_rows(self._store.scan(after=start.size), verified, start=start,
+                           prev=prev, notes=notes)
+
+    # --- proofs -------------------------------------------------------------------------
+
+    def _leaves(self, size: int) -> list[bytes]:
+        leaves = [h for _, _, h in self._store.scan(until=size)]
+        if len(leaves) != size:
+            raise InvalidProofRequestError(f"the log holds {len(leaves)} records, not {size}")
+        return leaves
+
+    def _tree_size(self, tree_size: int | None) -> int:
+        if tree_size is not None:
+            return tree_size
+        latest = self._store.checkpoint()
+        if latest is None:
+            raise CheckpointNotFoundError("no checkpoint yet: give a tree size")
+        return latest.tree_size
+
+    def inclusion_proof(self, seq: int, tree_size: int | None = None) -> InclusionProof:
+        """The RFC 9162 inclusion proof of record ``seq`` in the tree of ``tree_size``
+        records (default: the latest checkpoint's)."""
+        size = self._tree_size(tree_size)
+        if not 1 <= seq <= size:
+            raise InvalidProofRequestError(f"record {seq} is not in a tree of {size}")
+        leaves = self._leaves(size)
+        rng = CompactRange()
+        rng.extend(leaves)
+        return InclusionProof(seq, size, leaves[seq - 1],
+                              tuple(inclusion_proof(leaves, seq - 1, size)), rng.root())
+
+    def consistency_proof(self, first: int, second: int | None = None) -> ConsistencyProof:
+        """The RFC 9162 consistency proof from the tree of ``first`` records to the one of
+        ``second`` (default: the latest checkpoint's)."""
+        size = self._tree_size(second)
+        if not 0 <= first <= size:
+            raise InvalidProofRequestError(f"no consistency proof from {first} to {size}")
+        leaves = self._leaves(size)
+        a, b = CompactRange(), CompactRange()
+        a.extend(leaves[:first])
+        b.extend(leaves)
+        return ConsistencyProof(first, size, a.root(), b.root(),
+                                tuple(consistency_proof(leaves, first, size)))
+
+
+def _unverified(stored: StoredCheckpoint) -> Checkpoint:
+    """What a stored checkpoint says, its signature unchecked (no bundle to check it with)."""
+    import json
+
+    import jwt
+
+    from tabard.audit.record import parse_time
+
+    try:
+        body = json.loads(jwt.api_jws.decode(stored.document,
+                                             options={"verify_signature": False}))
+        return Checkpoint(str(body["trust_domain"]), int(body["tree_size"]),
+                          bytes.fromhex(body["root_hash"]), bytes.fromhex(body["head_hash"]),
+                          parse_time(body["time"]), stored.document)
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
+        raise CheckpointError("malformed checkpoint") from None

@@ -1,0 +1,69 @@
+"""Record encoding: the fast canonical form is RFC 8785 (held to the ``rfc8785`` package),
+the entry header, subjects for trace."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+import rfc8785
+
+from tabard.audit import (
+    AuditEvent,
+    AuditKind,
+    Decision,
+    InvalidAuditEventError,
+    Outcome,
+    What,
+    Who,
+    canonical_json,
+)
+from tabard.audit.record import format_time, prepare
+
+AT = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+EVENTS = [
+    AuditEvent(kind="admin_action", actor="ops", what=What(operation="POST /api/v1/agents")),
+    AuditEvent(
+        kind=AuditKind.GATEWAY_DECISION, actor="spiffe://td.org/agent/refund/instance/01J",
+        who=Who.of_spiffe_id("spiffe://td.org/agent/refund/instance/01J", user="älice \"q\"\n",
+                             owner="bob", chain=("alice", "spiffe://td.org/agent/orch/instance/9")),
+        what=What(operation="tools/call", target="refund\u2028\x7f\x01"),
+        decision=Decision(effect="deny", policies=("p1", "p2"), reason="tab\there"),
+        outcome=Outcome.DENIED,
+        details={"z": [1, None, True, {"b": "x", "a": -(2**53 - 1)}], "A": "é", "m": {}}),
+    AuditEvent(kind="token_grant", actor="client", what=What(operation="token-exchange"),
+               details={"ratio": 0.1, "big": 10**20 // 10**5, "ключ": "v", "\U0001f600": 1,
+                        "\uffff": 2}),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_the_body_is_the_rfc8785_form(event: AuditEvent) -> None:
+    assert prepare(event, AT).body == rfc8785.dumps(event.body(AT))
+
+
+def test_values_json_cannot_carry_exactly_are_refused() -> None:
+    for details in ({"x": float("nan")}, {"x": 2**60}, {"x": object()}):
+        with pytest.raises(InvalidAuditEventError):
+            prepare(AuditEvent(kind="k", actor="a", what=What(operation="o"), details=details), AT)
+    with pytest.raises(InvalidAuditEventError):
+        prepare(AuditEvent(kind="k", actor="a", what=What(operation="\ud800")), AT)
+    with pytest.raises(InvalidAuditEventError):
+        prepare(AuditEvent(kind="k", actor="", what=What(operation="o")), AT)
+    assert canonical_json({"b": 1, "a": [True, None]}) == b'{"a":[true,null],"b":1}'
+
+
+def test_times_are_utc_with_microseconds() -> None:
+    assert format_time(AT) == "2026-03-01T12:00:00.123456Z"
+    assert format_time(datetime(2026, 3, 1, 14, tzinfo=timezone(timedelta(hours=2)))) == \
+        "2026-03-01T12:00:00.000000Z"
+
+
+def test_subjects_cover_the_delegation_chain() -> None:
+    who = Who.of_spiffe_id("spiffe://td.org/agent/tool/instance/7", user="alice",
+                           chain=("alice", "spiffe://td.org/agent/orch/instance/9",
+                                  "spiffe://td.org/agent/tool/instance/7"))
+    assert who.subjects() == {"agent:tool", "instance:7", "agent:orch", "instance:9",
+                              "user:alice"}
+    assert Who.of_spiffe_id("spiffe://td.org/node/abc").subjects() == set()
