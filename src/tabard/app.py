@@ -360,9 +360,10 @@ class ControlPlane:
 
 def build_oauth(settings: Settings, db: Database, clock: Clock, authority: Authority,
                 key_manager: KeyManager, agents: AgentService,
-                people: DirectoryService) -> AuthorizationServer:
+                people: DirectoryService, audit: AuditLog | None = None) -> AuthorizationServer:
     """The OAuth AS: its own signing key (and the demo issuer's under ``tabard dev``) in the
-    authority's key manager, records in SQL, agents and users from registry and directory."""
+    authority's key manager, records in SQL, agents and users from registry and directory;
+    every grant goes to the audit log first (fail closed)."""
     o = settings.oauth
     keys = SigningKeys(key_manager, "oauth-as", clock)
     keys.ensure()
@@ -377,7 +378,7 @@ def build_oauth(settings: Settings, db: Database, clock: Clock, authority: Autho
         clients=SqlOAuthClientStore(db), agents=RegistryAgents(agents),
         users=DirectoryUsers(people), clock=clock, access_token_ttl=o.access_token_ttl,
         max_chain_depth=o.max_chain_depth, trusted_issuers=trusted,
-        allowed_resources=o.allowed_resources, demo_keys=demo, issuer=o.issuer,
+        allowed_resources=o.allowed_resources, demo_keys=demo, issuer=o.issuer, audit=audit,
     )
 
 
@@ -426,7 +427,7 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                         inventory=build_inventory(db, clock), directory=directory,
                         agents=agents,
                         oauth=build_oauth(settings, db, clock, authority, key_manager,
-                                          agents.agents, directory.people),
+                                          agents.agents, directory.people, audit=audit),
                         policies=build_policies(settings, db, clock, registry, agents,
                                                 directory.people),
                         vault=build_vault(db, clock, kek),

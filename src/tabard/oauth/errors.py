@@ -32,6 +32,7 @@ __all__ = [
     "InvalidTarget",
     "InvalidToken",
     "OAuthError",
+    "TemporarilyUnavailable",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "UnsupportedTokenType",
@@ -89,3 +90,10 @@ class InvalidClientMetadata(OAuthError):
 
 class InvalidSoftwareStatement(OAuthError):
     code = "invalid_software_statement"
+
+
+class TemporarilyUnavailable(OAuthError):
+    """The grant cannot be recorded in the audit log, so it is not made (fail closed)."""
+
+    code = "temporarily_unavailable"
+    status = 503

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 import jwt as pyjwt
 from cryptography import x509
 
+from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditUnavailableError, What, Who
 from tabard.clock import Clock
 from tabard.errors import Invalid, Unavailable
 from tabard.oauth.errors import (
@@ -38,6 +40,7 @@ from tabard.oauth.errors import (
     InvalidSoftwareStatement,
     InvalidTarget,
     InvalidToken,
+    TemporarilyUnavailable,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
@@ -113,6 +116,8 @@ class DemoIssuerDisabled(Invalid):
 
     code = "demo_issuer_disabled"
 
+log = logging.getLogger("tabard.oauth")
+
 
 def agent_name_of(spiffe_id: SpiffeId) -> str | None:
     """``name`` for ``spiffe://td/agent/<name>/instance/<id>``, else None."""
@@ -176,6 +181,15 @@ def _depth(act: Mapping[str, Any] | None) -> int:
     return depth
 
 
+def _chain(act: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The actors of an ``act`` claim from the first (nearest the user) to the current one."""
+    actors: list[str] = []
+    while isinstance(act, Mapping):
+        actors.append(str(act.get("sub")))
+        act = act.get("act")
+    return tuple(reversed(actors))
+
+
 def _checksum_claim(hex_digest: str) -> str:
     return hex_digest if hex_digest.startswith(_CHECKSUM_PREFIX) else _CHECKSUM_PREFIX + hex_digest
 
@@ -221,8 +235,10 @@ class AuthorizationServer:
         allowed_resources: Sequence[str] = (),
         demo_keys: SigningKeys | None = None,
         issuer: str | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._bundle = bundle
+        self._audit = audit
         self._keys = keys
         self._tokens = tokens
         self._clients = clients
@@ -768,6 +784,7 @@ class AuthorizationServer:
         key = self._keys.active
         token = pyjwt.encode(claims, key.private_key, algorithm=key.algorithm,
                              headers={"kid": key.kid, "typ": AT_JWT_TYP})
+        self._record_grant(form, client, subject, claims, agent)
         self._tokens.add(IssuedToken(
             jti=jti, subject=subject.subject, client_id=client.client_id,
             audience=tuple(targets), scope=scope.claim(), act=act, checksum=checksum,
@@ -784,6 +801,40 @@ class AuthorizationServer:
         if scope.claim() is not None:
             body["scope"] = scope.claim()
         return body
+
+    def _record_grant(self, form: Mapping[str, Sequence[str]], client: Client,
+                      subject: _Subject, claims: Mapping[str, Any],
+                      agent: AgentFacts | None) -> None:
+        """Write the grant to the audit log before the token exists anywhere: a grant the log
+        cannot take is refused (fail closed). Never the token itself, only its ``jti``."""
+        if self._audit is None:
+            return
+        act = claims.get("act")
+        chain = _chain(act)
+        grant = _form_value(form, "grant_type") or ""
+        details: dict[str, Any] = {"jti": claims["jti"], "client_id": client.client_id,
+                                   "grant_type": grant, "exp": claims["exp"]}
+        if "scope" in claims:
+            details["scope"] = claims["scope"]
+        if subject.parent_jti is not None:
+            details["parent_jti"] = subject.parent_jti
+        if agent is not None:
+            details["agent_checksum"] = claims["agent_proof"]["agent_checksum"]
+        audience = claims["aud"]
+        event = AuditEvent(
+            kind=AuditKind.TOKEN_GRANT, actor=client.client_id,
+            who=Who(agent=agent.name if agent is not None else None,
+                    instance=chain[-1] if chain else None, user=subject.subject,
+                    chain=chain),
+            what=What(operation=grant.rsplit(":", 1)[-1] or "token",
+                      target=audience if isinstance(audience, str) else " ".join(audience)),
+            details=details)
+        try:
+            self._audit.append(event)
+        except AuditUnavailableError as exc:
+            raise TemporarilyUnavailable(
+                f"the grant was not made because the audit log cannot record it: {exc}"
+            ) from None
 
     # --- introspection and revocation -------------------------------------------------------
 
@@ -825,7 +876,21 @@ class AuthorizationServer:
             return 0
         if client is not None and record.client_id != client.client_id:
             raise UnauthorizedClient("the token was not issued to this client")
-        return self._tokens.revoke_tree(record.jti, self._clock.now())
+        revoked = self._tokens.revoke_tree(record.jti, self._clock.now())
+        if self._audit is not None:
+            # A revocation takes effect even when the log cannot record it: refusing it would
+            # keep a token alive that someone wanted dead. The failure is logged instead.
+            try:
+                self._audit.append(AuditEvent(
+                    kind=AuditKind.TOKEN_GRANT,
+                    actor=client.client_id if client is not None else "admin",
+                    who=Who(user=record.subject, chain=_chain(record.act)),
+                    what=What(operation="revoke", target=record.jti),
+                    details={"revoked": revoked}))
+            except AuditUnavailableError:
+                log.warning("token %s revoked, but the audit log could not record it",
+                            record.jti)
+        return revoked
 
     # --- registration (RFC 7591) ------------------------------------------------------------
 
