@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Start the whole platform on SQLite under ./.tabard (tabard dev).
+## Start the whole platform on SQLite with the demo scene under ./.tabard/demo (tabard dev --demo).
 run: venv
-	$(BIN)/tabard dev --data-dir .tabard --ready-file .tabard/ready.json
+	$(BIN)/tabard dev --demo --data-dir .tabard/demo --ready-file .tabard/demo/ready.json
 
 ## Lint, type-check, check the import contract, then run every test.
 test: venv lint

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from tabard.attestation import JoinTokenAttestor, JoinTokens, NodeAttestors
-from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditSigner, What, Who
+from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditSigner, Outcome, What, Who
 from tabard.authority import (
     Authority,
     DiskKeyManager,
@@ -45,6 +45,10 @@ from tabard.oauth import (
 )
 from tabard.policy import (
     AgentFacts,
+    Approval,
+    ApprovalService,
+    ApprovalState,
+    Approver,
     DelegationMode,
     InstanceFacts,
     PolicyEngine,
@@ -76,6 +80,8 @@ from tabard.registry import (
     PendingChange,
     RetirementService,
     RetirementStep,
+    RouteService,
+    route_from_mapping,
 )
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
@@ -86,6 +92,7 @@ from tabard.store import (
     SqlAdminTokenStore,
     SqlAgentActivity,
     SqlAgentStore,
+    SqlApprovalStore,
     SqlAuditStore,
     SqlAuthorityStore,
     SqlEntryStore,
@@ -100,6 +107,7 @@ from tabard.store import (
     SqlOAuthTokenStore,
     SqlPolicyStore,
     SqlResidualUseStore,
+    SqlRouteStore,
     SqlScimTokenStore,
     SqlSecretStore,
     SqlUserStore,
@@ -115,6 +123,7 @@ __all__ = [
     "NodeSettings",
     "RegistryServices",
     "build_agents",
+    "build_approvals",
     "build_audit",
     "build_control_plane",
     "build_directory",
@@ -122,6 +131,7 @@ __all__ = [
     "build_oauth",
     "build_policies",
     "build_registry",
+    "build_routes",
     "build_vault",
     "open_admin_tokens",
     "open_audit",
@@ -321,6 +331,8 @@ class ControlPlane:
     vault: VaultServices
     oauth: AuthorizationServer | None = None
     audit: AuditLog | None = None
+    routes: RouteService | None = None
+    approvals: ApprovalService | None = None
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -344,6 +356,8 @@ class ControlPlane:
             secrets=self.vault.secrets,
             leases=self.vault.leases,
             audit=self.audit,
+            routes=self.routes,
+            approvals=self.approvals,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -422,6 +436,7 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     directory = build_directory(db, clock)
     audit = build_audit(settings, db, clock, authority)
     agents = build_agents(settings, db, clock, registry, directory.people, audit=audit)
+    vault = build_vault(db, clock, kek)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
@@ -430,8 +445,10 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                                           agents.agents, directory.people, audit=audit),
                         policies=build_policies(settings, db, clock, registry, agents,
                                                 directory.people),
-                        vault=build_vault(db, clock, kek),
-                        audit=audit)
+                        vault=vault,
+                        audit=audit,
+                        routes=build_routes(settings, db, clock, vault.secrets),
+                        approvals=build_approvals(db, clock, directory.people, audit))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -632,3 +649,91 @@ class AuditedAgentStore:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
+
+
+# --- gateway routes and approvals (docs/design/routes-and-approvals.md) ---------------------
+
+
+class _VaultSecretNames:
+    """The routes' ``SecretNames`` port: a route may name only a secret the vault holds."""
+
+    def __init__(self, vault: Vault) -> None:
+        self._vault = vault
+
+    def secret_exists(self, name: str) -> bool:
+        from tabard.vault import SecretNotFoundError
+
+        try:
+            self._vault.show(name)
+        except SecretNotFoundError:
+            return False
+        return True
+
+
+class _DlpProfiles:
+    """The routes' ``DlpProfileNames`` port over the DLP scanner's profiles."""
+
+    def dlp_profiles(self) -> builtins.list[str]:
+        from tabard.discovery.dlp import PROFILES
+
+        return sorted(PROFILES)
+
+
+class _DirectoryApprovers:
+    """The approvals' ``ApproverDirectory`` port over the directory's people."""
+
+    def __init__(self, people: DirectoryService) -> None:
+        self._people = people
+
+    def find_approver(self, user_name: str) -> Approver | None:
+        person = self._people.find_person(user_name)
+        if person is None:
+            return None
+        return Approver(person.user_name, person.active, person.is_person, person.roles)
+
+
+class _AuditedApprovals:
+    """The approvals' ``ApprovalRecorder`` port: each request and decision is an
+    ``approval`` record (refused when the log cannot take it)."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def _append(self, approval: Approval, operation: str, actor: str,
+                outcome: Outcome) -> None:
+        self._audit.append(AuditEvent(
+            kind=AuditKind.APPROVAL, actor=actor,
+            who=Who(agent=approval.agent, instance=approval.instance, user=approval.user),
+            what=What(operation=operation, target=f"route:{approval.route}"),
+            outcome=outcome,
+            details={"approval": approval.id, "state": approval.state.value,
+                     "action": approval.action, "resource": approval.resource,
+                     "reason": approval.reason, "approver": approval.decided_by,
+                     "decision_reason": approval.decision_reason,
+                     "expires_at": approval.expires_at.isoformat()}))
+
+    def approval_requested(self, approval: Approval) -> None:
+        self._append(approval, "approval.request", "tabard", Outcome.PENDING)
+
+    def approval_decided(self, approval: Approval) -> None:
+        outcome = (Outcome.SUCCESS if approval.state is ApprovalState.APPROVED
+                   else Outcome.DENIED)
+        self._append(approval, f"approval.{approval.state.value}",
+                     approval.decided_by or "tabard", outcome)
+
+
+def build_routes(settings: Settings, db: Database, clock: Clock,
+                 vault: Vault) -> RouteService:
+    """Routes from ``[[gateway.routes]]`` (read-only) over routes in SQL. REST writes are
+    recorded by the admin dependency; the service itself records nothing twice."""
+    now = clock.now()
+    configured = [route_from_mapping(r, at=now, source="config")
+                  for r in settings.gateway.routes]
+    return RouteService(SqlRouteStore(db), clock, configured=configured,
+                        secrets=_VaultSecretNames(vault), dlp_profiles=_DlpProfiles())
+
+
+def build_approvals(db: Database, clock: Clock, people: DirectoryService,
+                    audit: AuditLog | None) -> ApprovalService:
+    return ApprovalService(SqlApprovalStore(db), _DirectoryApprovers(people), clock,
+                           recorder=_AuditedApprovals(audit) if audit is not None else None)

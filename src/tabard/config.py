@@ -25,6 +25,7 @@ __all__ = [
     "AuditSettings",
     "AuthoritySettings",
     "ConfigError",
+    "GatewaySettings",
     "OAuthSettings",
     "ServerSettings",
     "Settings",
@@ -175,6 +176,20 @@ class OAuthSettings(_Section):
         return parse_duration(value)
 
 
+class GatewaySettings(_Section):
+    """The gateway (``tabard gateway``) and its routes from configuration
+    (``[[gateway.routes]]``, read-only at run time; ``docs/design/routes-and-approvals.md``).
+    Each route is a table with ``name``, ``protocol``, ``upstream`` and optionally
+    ``audience``, ``credential`` (a table: ``kind``, ``secret``, ``header``, ``scheme``,
+    ``token_url``, ``scopes``, ``audience``, ``client_id_secret``), ``dlp_profile``,
+    ``dlp_action``, ``timeout``, ``strip_headers``, ``approval_timeout``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    public_url: str | None = None
+    routes: list[dict[str, Any]] = Field(default_factory=list, max_length=1024)
+
+
 class Settings(_Section):
     trust_domain: str = "tabard.local"
     data_dir: Path = Path(".tabard")
@@ -187,6 +202,7 @@ class Settings(_Section):
     agents: AgentSettings = AgentSettings()
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @field_validator("trust_domain")
     @classmethod

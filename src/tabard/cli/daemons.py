@@ -75,6 +75,10 @@ def dev(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Server port (0 = any free).")] = None,
     trust_domain: Annotated[str | None, typer.Option(help="Trust domain name.")] = None,
+    demo: Annotated[bool, typer.Option(
+        "--demo", help="Seed the demo scene (trust domain demo.example unless given): "
+        "alice, bob, carol, the agent assistant, the demo MCP server and route demo-tools."
+    )] = False,
 ) -> None:
     """Start the whole platform in one process on SQLite: server and node.
 
@@ -83,6 +87,7 @@ def dev(
     the ready file (mode 0600).
 
     Example: tabard dev --data-dir ./.tabard --ready-file ./.tabard/ready.json
+    (or: tabard dev --demo --data-dir ./.tabard/demo)
     """
     import threading
 
@@ -99,6 +104,10 @@ def dev(
                          node_api_port=0 if port == 0 else None)
     if trust_domain is not None:
         settings = settings.with_overrides(trust_domain=trust_domain)
+    elif demo:
+        from tabard.cli.demo import DEMO_TRUST_DOMAIN
+
+        settings = settings.with_overrides(trust_domain=DEMO_TRUST_DOMAIN)
     # the demo user issuer (`tabard users token`) exists only here
     settings = settings.with_overrides(
         oauth=settings.oauth.model_copy(update={"demo_issuer": True}).model_dump())
@@ -109,6 +118,11 @@ def dev(
     node_dir = settings.data_dir / "node"
     socket_path = (settings.data_dir / "workload.sock").resolve()
     agents: list[NodeAgent] = []
+    scene = None
+    if demo:
+        from tabard.cli.demo import start_demo
+
+        scene = start_demo(plane)
 
     def start_node(endpoints: Endpoints) -> None:
         # The node calls the server, whose event loop is the caller of on_ready: start it on
@@ -152,6 +166,11 @@ def dev(
             f"tabard x509 mint --spiffe-id spiffe://{td}/demo --out-dir ./svid",
         ):
             console.print(f"  {line}", markup=False)
+        if scene is not None:
+            demo_ready = scene.on_node_ready(str(node.node_spiffe_id), target)
+            console.print("the demo:", style="bold")
+            for line in scene.try_lines(demo_ready, target):
+                console.print(f"  {line}", markup=False)
 
     def ready(endpoints: Endpoints) -> None:
         threading.Thread(target=start_node, args=(endpoints,), name="dev-node",
@@ -162,6 +181,8 @@ def dev(
     finally:
         for agent in agents:
             agent.stop()
+        if scene is not None:
+            scene.stop()
         plane.close()
 
 

@@ -94,3 +94,35 @@ __all__ = [
     "operation_token",
     "read_bundle",
 ]
+
+from tabard.policy.approvals import (
+    APPROVER_ROLE,
+    Approval,
+    ApprovalDecidedError,
+    ApprovalFourEyesError,
+    ApprovalNotFoundError,
+    ApprovalRecorder,
+    ApprovalService,
+    ApprovalState,
+    ApprovalStore,
+    Approver,
+    ApproverDirectory,
+    InvalidApprovalError,
+    NotAnApproverError,
+)
+
+__all__ += [
+    "APPROVER_ROLE",
+    "Approval",
+    "ApprovalDecidedError",
+    "ApprovalFourEyesError",
+    "ApprovalNotFoundError",
+    "ApprovalRecorder",
+    "ApprovalService",
+    "ApprovalState",
+    "ApprovalStore",
+    "Approver",
+    "ApproverDirectory",
+    "InvalidApprovalError",
+    "NotAnApproverError",
+]

@@ -280,3 +280,37 @@ __all__ += [
 from tabard.registry.changes import AgentChangeListener, ObservedAgentStore  # noqa: E402
 
 __all__ += ["AgentChangeListener", "ObservedAgentStore"]
+
+from tabard.registry.routes import (  # noqa: E402
+    CredentialSpec,
+    DlpProfileNames,
+    InvalidRouteError,
+    Route,
+    RouteExistsError,
+    RouteNotFoundError,
+    RouteProtocol,
+    RouteReadOnlyError,
+    RouteService,
+    RouteStore,
+    SecretNames,
+    check_route_name,
+    route_from_mapping,
+    validate_route,
+)
+
+__all__ += [
+    "CredentialSpec",
+    "DlpProfileNames",
+    "InvalidRouteError",
+    "Route",
+    "RouteExistsError",
+    "RouteNotFoundError",
+    "RouteProtocol",
+    "RouteReadOnlyError",
+    "RouteService",
+    "RouteStore",
+    "SecretNames",
+    "check_route_name",
+    "route_from_mapping",
+    "validate_route",
+]

@@ -17,7 +17,7 @@ from tabard.clock import Clock
 from tabard.directory import AdminPrincipal, AdminTokenService, Directory
 from tabard.discovery import InventoryDiscovery
 from tabard.oauth import AuthorizationServer
-from tabard.policy import PolicyService
+from tabard.policy import ApprovalService, PolicyService
 from tabard.registry import (
     AgentService,
     EntryService,
@@ -28,6 +28,7 @@ from tabard.registry import (
     NodeUnauthenticatedError,
     OrphanDetector,
     RetirementService,
+    RouteService,
 )
 from tabard.spiffe import TrustDomain, X509SvidError
 from tabard.spiffe.x509svid import verify_x509_svid
@@ -60,6 +61,8 @@ class ServerServices:
     leases: Leases
     oauth: AuthorizationServer | None = None
     audit: AuditLog | None = None
+    routes: RouteService | None = None
+    approvals: ApprovalService | None = None
 
 
 def get_services(request: Request) -> ServerServices:

@@ -49,3 +49,6 @@ __all__ += ["SqlLeaseStore", "SqlSecretStore"]
 from tabard.store.audit import SqlAuditStore  # noqa: E402
 
 __all__ += ["SqlAuditStore"]
+from tabard.store.gateway import SqlApprovalStore, SqlRouteStore  # noqa: E402
+
+__all__ += ["SqlApprovalStore", "SqlRouteStore"]

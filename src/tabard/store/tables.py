@@ -506,3 +506,49 @@ audit_checkpoints = Table(
     Column("frontier", LargeBinary, nullable=False),
 )
 __all__ += ["audit_checkpoints", "audit_records", "audit_subjects"]
+# --- gateway routes (tabard.registry.routes) and approvals (tabard.policy.approvals) ---------
+gateway_routes = Table(
+    "gateway_routes",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("protocol", String(8), nullable=False),
+    Column("upstream", String(2048), nullable=False),
+    Column("audience", String(2048)),
+    Column("credential", JSON, nullable=False),  # names of secrets, never values
+    Column("dlp_profile", String(64)),
+    Column("dlp_action", String(16), nullable=False),
+    Column("timeout", Double, nullable=False),
+    Column("strip_headers", JSON, nullable=False),
+    Column("approval_timeout", Double, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# one row (id 1): bumped in the transaction of every route write, read by gateway caches
+gateway_route_version = Table(
+    "gateway_route_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("agent", String(63), nullable=False),
+    Column("instance", String(2048), nullable=False),
+    Column("user_name", String(255)),
+    Column("action", String(255), nullable=False),
+    Column("resource", String(2048), nullable=False),
+    Column("route", String(63), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("decided_by", String(255)),
+    Column("decided_at", UtcDateTime()),
+    Column("decision_reason", Text, nullable=False),
+)
+Index("ix_approvals_requested_at", approvals.c.requested_at)
+__all__ += ["approvals", "gateway_route_version", "gateway_routes"]

@@ -1,0 +1,203 @@
+"""Routes and approvals over their SQL stores, on SQLite and PostgreSQL: validation, the
+change counter, configured routes being read-only, approver rules, expiry and one
+decision per approval."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from tabard.clock import FakeClock
+from tabard.policy import (
+    ApprovalDecidedError,
+    ApprovalFourEyesError,
+    ApprovalNotFoundError,
+    ApprovalService,
+    ApprovalState,
+    Approver,
+    NotAnApproverError,
+)
+from tabard.registry import (
+    CredentialSpec,
+    InvalidRouteError,
+    Route,
+    RouteExistsError,
+    RouteNotFoundError,
+    RouteProtocol,
+    RouteReadOnlyError,
+    RouteService,
+)
+from tabard.store import Database, SqlApprovalStore, SqlRouteStore
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    database.migrate()
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+class _Secrets:
+    def secret_exists(self, name: str) -> bool:
+        return name in {"jira-token", "cc-id", "cc-secret"}
+
+
+class _Profiles:
+    def dlp_profiles(self) -> list[str]:
+        return ["default", "secrets"]
+
+
+def _route(name: str = "jira", **kw: object) -> Route:
+    at = FakeClock().now()
+    base = Route(name=name, protocol=RouteProtocol.MCP, upstream="https://jira.example/mcp",
+                 credential=CredentialSpec(kind="static", secret="jira-token"),
+                 dlp_profile="default", created_at=at, updated_at=at)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _routes(db: Database, clock: FakeClock, configured: tuple[Route, ...] = ()) -> RouteService:
+    return RouteService(SqlRouteStore(db), clock, configured=configured, secrets=_Secrets(),
+                        dlp_profiles=_Profiles())
+
+
+def test_route_crud_and_version(db: Database, clock: FakeClock) -> None:
+    routes = _routes(db, clock)
+    assert routes.version() == 0 and routes.list() == []
+    created = routes.create(_route(strip_headers=("X-Api-Key",),
+                                   credential=CredentialSpec(kind="static", secret="jira-token",
+                                                             scopes={"tools:jira.*": "write"})),
+                            actor="admin")
+    assert routes.version() == 1
+    got = routes.get("jira")
+    assert got == created and got.credential.scopes == {"tools:jira.*": "write"}
+    assert got.strip_headers == ("X-Api-Key",) and got.created_at == clock.now()
+    with pytest.raises(RouteExistsError):
+        routes.create(_route(), actor="admin")
+    clock.advance(timedelta(seconds=5))
+    updated = routes.update(_route(timeout=5.0, protocol=RouteProtocol.HTTP), actor="admin")
+    assert updated.created_at == created.created_at and updated.updated_at == clock.now()
+    assert routes.get("jira").protocol is RouteProtocol.HTTP and routes.version() == 2
+    routes.delete("jira", actor="admin")
+    assert routes.version() == 3
+    with pytest.raises(RouteNotFoundError):
+        routes.get("jira")
+    with pytest.raises(RouteNotFoundError):
+        routes.delete("jira", actor="admin")
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "Jira"}, {"name": "-x"}, {"upstream": "ftp://h/x"},
+    {"upstream": "https://user:pw@jira.example/"}, {"upstream": "https:///nohost"},
+    {"credential": CredentialSpec(kind="magic")},
+    {"credential": CredentialSpec(kind="static", secret="missing")},
+    {"credential": CredentialSpec(kind="static")},
+    {"credential": CredentialSpec(kind="client_credentials", secret="cc-secret")},
+    {"credential": CredentialSpec(kind="none", secret="jira-token")},
+    {"dlp_profile": "nope"}, {"dlp_action": "drop"}, {"timeout": 0.0},
+    {"strip_headers": ("bad header",)},
+])
+def test_route_rules(db: Database, clock: FakeClock, bad: dict[str, object]) -> None:
+    with pytest.raises(InvalidRouteError):
+        _routes(db, clock).create(_route(**bad), actor="admin")
+
+
+def test_configured_routes_are_read_only(db: Database, clock: FakeClock) -> None:
+    configured = _route("demo", credential=CredentialSpec(kind="downstream_jwt"))
+    routes = _routes(db, clock, (configured,))
+    routes.create(_route("other"), actor="admin")
+    assert [(r.name, r.source) for r in routes.list()] == [("demo", "config"), ("other", "api")]
+    with pytest.raises(RouteExistsError):
+        routes.create(_route("demo"), actor="admin")
+    with pytest.raises(RouteReadOnlyError):
+        routes.delete("demo", actor="admin")
+    with pytest.raises(RouteReadOnlyError):
+        routes.update(_route("demo"), actor="admin")
+
+
+class _Directory:
+    people = {
+        "bob": Approver("bob", True, True, frozenset({"approver"})),
+        "alice": Approver("alice", True, True, frozenset({"approver"})),
+        "eve": Approver("eve", True, True, frozenset()),
+        "gone": Approver("gone", False, True, frozenset({"approver"})),
+        "ci-bot": Approver("ci-bot", True, False, frozenset({"approver"})),
+    }
+
+    def find_approver(self, user_name: str) -> Approver | None:
+        return self.people.get(user_name)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def approval_requested(self, approval: object) -> None:
+        self.events.append(("requested", approval.id, approval.state))  # type: ignore[attr-defined]
+
+    def approval_decided(self, approval: object) -> None:
+        self.events.append(("decided", approval.id, approval.state))  # type: ignore[attr-defined]
+
+
+def _request(service: ApprovalService, user: str | None = "alice") -> str:
+    return service.request(agent="assistant", instance="spiffe://demo.example/x", user=user,
+                           action="tools/call", resource="Tool::deploy.trigger",
+                           route="demo-tools", reason="risk 90 above 50",
+                           timeout=timedelta(seconds=60)).id
+
+
+def test_approvals(db: Database, clock: FakeClock) -> None:
+    recorder = _Recorder()
+    service = ApprovalService(SqlApprovalStore(db), _Directory(), clock, recorder=recorder)
+    first = _request(service)
+    assert service.get(first).state is ApprovalState.PENDING
+    assert [a.id for a in service.list(state=ApprovalState.PENDING)] == [first]
+    for who, error in (("alice", ApprovalFourEyesError), ("eve", NotAnApproverError),
+                       ("gone", NotAnApproverError), ("ci-bot", NotAnApproverError),
+                       ("nobody", NotAnApproverError)):
+        with pytest.raises(error):
+            service.approve(first, approver=who)
+    approved = service.approve(first, approver="bob", reason="release window")
+    assert (approved.state, approved.decided_by, approved.decision_reason) == (
+        ApprovalState.APPROVED, "bob", "release window")
+    stored = service.get(first)
+    assert stored.state is ApprovalState.APPROVED and stored.decided_at == clock.now()
+    with pytest.raises(ApprovalDecidedError):
+        service.deny(first, approver="bob")
+
+    second = _request(service)
+    assert service.deny(second, approver="bob").state is ApprovalState.DENIED
+
+    third = _request(service)
+    clock.advance(timedelta(seconds=61))
+    assert service.get(third).state is ApprovalState.EXPIRED
+    assert [a.id for a in service.list(state=ApprovalState.EXPIRED)] == [third]
+    assert service.list(state=ApprovalState.PENDING) == []
+    with pytest.raises(ApprovalDecidedError):
+        service.approve(third, approver="bob")
+    with pytest.raises(ApprovalNotFoundError):
+        service.get("nope")
+    assert [e[0] for e in recorder.events] == ["requested", "decided", "requested", "decided",
+                                               "requested"]
+
+
+def test_a_decision_is_made_once_across_services(db: Database, clock: FakeClock) -> None:
+    one = ApprovalService(SqlApprovalStore(db), _Directory(), clock)
+    two = ApprovalService(SqlApprovalStore(db), _Directory(), clock)
+    approval = _request(one, user="carol")
+    store = SqlApprovalStore(db)
+    assert store.decide(approval, state=ApprovalState.DENIED, decided_by="alice",
+                        decided_at=clock.now(), reason="")
+    with pytest.raises(ApprovalDecidedError):
+        two.approve(approval, approver="bob")
+    assert one.get(approval).decided_by == "alice"
