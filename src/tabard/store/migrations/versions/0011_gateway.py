@@ -1,6 +1,6 @@
 """Gateway routes (with a change counter for caches) and approvals of held calls.
 
-Revision ID: 0011_gateway
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 
 from tabard.store.types import UtcDateTime
 
-revision = "0011_gateway"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
