@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ from tabard.policy.errors import InvalidDecisionRequestError
 from tabard.spiffe import Bundle
 from tabard.vault import CredentialContext
 
-__all__ = ["DENIED", "Gateway", "GatewayConfig"]
+__all__ = ["DENIED", "Gateway", "GatewayConfig", "public_reason"]
 
 log = logging.getLogger("tabard.gateway")
 
@@ -152,6 +153,18 @@ def _problem(status: int, code: str, detail: str, **headers: str) -> JSONRespons
                          "status": status, "code": code, "detail": detail},
                         status_code=status, media_type="application/problem+json",
                         headers=headers or None)
+
+
+def public_reason(decision: Decision) -> str:
+    """Why a decision refused, in words an agent may read: the refusing reasons only, with
+    policy ids left out."""
+    for reason in decision.reasons:
+        if "permitted by" in reason or reason.startswith("inside the scope") or (
+                "not evaluated" in reason):
+            continue
+        reason = re.sub(r"forbidden by .*", "forbidden by policy", reason)
+        return re.sub(r" \(policy [^)]*\)", "", reason)
+    return "not allowed by policy"
 
 
 def _compact(value: Any) -> str:
@@ -484,8 +497,7 @@ class Gateway:
             if decision.allowed and Obligation.REQUIRE_APPROVAL in decision.obligations:
                 decision = await self._hold(op, caller, route, decision, record)
             if not decision.allowed:
-                reason = decision.reasons[0] if decision.reasons else "denied by policy"
-                refusals[index] = (DENIED, f"denied by tabard: {reason}")
+                refusals[index] = (DENIED, f"denied by tabard: {public_reason(decision)}")
             decisions.append(decision)
         record.policies = tuple(dict.fromkeys(policies))
         if not refusals:
