@@ -175,6 +175,42 @@ class OAuthSettings(_Section):
         return parse_duration(value)
 
 
+class GatewayCredentialSettings(_Section):
+    kind: Literal["none", "static", "client_credentials", "downstream_jwt"] = "none"
+    secret: str | None = None
+    header: str = "Authorization"
+    scheme: str | None = "Bearer"
+    token_url: str | None = None
+    scopes: dict[str, str] = Field(default_factory=dict)
+    audience: str | None = None
+
+
+class GatewayRouteSettings(_Section):
+    """A route of the configuration file (``[[gateway.routes]]``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    protocol: Literal["mcp", "a2a", "http"]
+    upstream: str = Field(min_length=1, max_length=2048)
+    audience: str | None = None
+    credential: GatewayCredentialSettings = GatewayCredentialSettings()
+    dlp_profile: str | None = None
+    dlp_action: Literal["redact", "block"] = "redact"
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    strip_headers: tuple[str, ...] = ()
+    approval_timeout: float = Field(default=120.0, gt=0, le=86400)
+
+
+class GatewaySettings(_Section):
+    """``tabard gateway`` (and the gateway listener of ``tabard dev``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8443, ge=0, le=65535)
+    public_url: str | None = None
+    audience: str | None = None  # what agents' JWT-SVIDs name; default the public URL
+    max_body: int = Field(default=4 * 1024 * 1024, ge=1024)
+    routes: list[GatewayRouteSettings] = Field(default_factory=list, max_length=1024)
+
+
 class Settings(_Section):
     trust_domain: str = "tabard.local"
     data_dir: Path = Path(".tabard")
@@ -187,6 +223,7 @@ class Settings(_Section):
     agents: AgentSettings = AgentSettings()
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @field_validator("trust_domain")
     @classmethod

@@ -26,7 +26,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -266,6 +266,13 @@ class Gateway:
         self._version: tuple[float, int] = (-1e18, 0)
         self._refreshed = -1e18
         self._owners: dict[str, tuple[float, str | None]] = {}
+
+    def bind(self, base_url: str) -> None:
+        """Learn the public base URL once listening: it is the default audience of agents'
+        JWT-SVIDs and the base of routes' default audiences, unless configured."""
+        base = base_url.rstrip("/")
+        self.config = replace(self.config, audience=self.config.audience or base,
+                              base_url=self.config.base_url or base)
 
     # --- ASGI -----------------------------------------------------------------------------
 
