@@ -235,3 +235,43 @@ def test_requests_are_refused_when_the_audit_log_cannot_record_them(
     response = asyncio.run(call())
     assert response.status_code == 503 and response.json()["code"] == "audit_unavailable"
     db.dispose()
+
+
+def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route as StarletteRoute
+
+    from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"path": request.url.path,
+                             "auth": request.headers.get("authorization"),
+                             "cookie": request.headers.get("cookie")})
+
+    upstream = Starlette(routes=[StarletteRoute("/{rest:path}", echo,
+                                                methods=["GET", "POST"])])
+    world.routes.put(Route(name="api", protocol=RouteProtocol.HTTP, upstream="http://api.test",
+                           credential=CredentialSpec(kind="static", secret="demo-upstream-key")))
+    g = world.gateway
+    gateway = Gateway(config=g.config, clock=SystemClock(), decider=g._decider,
+                      catalog=g._catalog, bundle=g._bundle, routes=g._routes, audit=g._audit,
+                      credentials=g._credentials, tokens=g._tokens,
+                      transport=httpx.ASGITransport(app=upstream))
+    headers = {**world.headers("alice", "api", "http"), "Cookie": "session=agent-own"}
+
+    async def calls() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway),
+                                     base_url=world.url) as client:
+            return [await client.get("/http/api/repos/tabard", headers=headers),
+                    await client.post("/http/api/repos/tabard", headers=headers),
+                    await client.get("/http/api/admin", headers=headers)]
+
+    ok, post, unknown = asyncio.run(calls())
+    assert ok.status_code == 200
+    # the agent's cookie is stripped; the credential reached the upstream but not the agent
+    assert ok.json() == {"path": "/repos/tabard", "auth": "[REDACTED:credential]",
+                         "cookie": None}
+    assert post.status_code == 403 and post.json()["code"] == "denied"
+    assert unknown.status_code == 404 and "matches no HTTP route" in unknown.json()["detail"]

@@ -592,7 +592,9 @@ class Gateway:
         for name_, value in credential.headers.items():
             headers = {k: v for k, v in headers.items() if k != name_.lower()}
             headers[name_] = value
-        request.state.injected = list(credential.headers.values())
+        # the whole header value and the bare token after its scheme are both blanked
+        values = list(credential.headers.values())
+        request.state.injected = values + [v.split(" ", 1)[1] for v in values if " " in v]
         return headers
 
     async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
