@@ -32,7 +32,7 @@ from tabard.clock import Clock, SystemClock
 from tabard.config import Settings
 from tabard.directory import AdminTokenService, Directory, DirectoryService, IssuedAdminToken
 from tabard.discovery import InventoryDiscovery
-from tabard.errors import TabardError
+from tabard.errors import NotFound, TabardError, Unavailable
 from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.oauth import (
@@ -486,8 +486,10 @@ async def _vault_loop(plane: ControlPlane, interval: float = 60.0) -> None:
         await asyncio.sleep(interval)
 
 
-def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None) -> None:
-    """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening."""
+def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None = None,
+          gateway_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the REST API and the node API until SIGINT/SIGTERM; ``on_ready`` once listening.
+    With ``gateway_ready``, the gateway listens too (``[gateway]``) and it gets its URL."""
     s = plane.settings.server
     app = create_app(plane.server_services())
     tls = NodeApiTls(plane.authority, plane.clock, plane.settings.data_dir / "tls")
@@ -503,12 +505,60 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
             if user_ready is not None:
                 user_ready(endpoints)
 
+    background = [_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane),
+                  _vault_loop(plane)]
+    if gateway_ready is not None:
+        from tabard.gateway.serve import serve_gateway
+
+        g = plane.settings.gateway
+        background.append(serve_gateway(build_gateway(plane), g.host, g.port,
+                                        public_url=g.public_url, on_ready=gateway_ready))
     asyncio.run(serve_listeners(
         app, rest, node_api=node_api, tls=tls,
-        background=[_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane),
-                    _vault_loop(plane)],
+        background=background,
         on_ready=on_ready,
     ))
+
+
+def build_gateway(plane: ControlPlane) -> Any:
+    """The identity gateway over the plane's services: routes (configured and stored) and
+    approvals from the control plane's services."""
+    from tabard.gateway import CredentialBroker, Gateway, GatewayConfig
+
+    if plane.audit is None or plane.routes is None:
+        raise Unavailable("the gateway needs the audit log and the routes service")
+    g = plane.settings.gateway
+    agents = plane.agents.agents
+
+    def owner_of(name: str) -> str | None:
+        try:
+            return agents.get(name).owner
+        except NotFound:
+            return None
+
+    engine = plane.policies.engine
+    return Gateway(
+        config=GatewayConfig(audience=g.audience or g.public_url or "",
+                             base_url=g.public_url or "", max_body=g.max_body),
+        clock=plane.clock, decider=engine, catalog=lambda: engine.compiled.catalog,
+        bundle=plane.authority.bundle,
+        routes=plane.routes,
+        audit=plane.audit,
+        credentials=CredentialBroker(clock=plane.clock, vault=plane.vault.secrets,
+                                     leases=plane.vault.leases),
+        tokens=plane.oauth, approvals=plane.approvals, refresh=plane.policies.refresh,
+        owner_of=owner_of)
+
+
+def serve_gateway_process(plane: ControlPlane,
+                          on_ready: Callable[[str], None] | None = None) -> None:
+    """``tabard gateway``: the gateway alone, over the same database as the server."""
+    from tabard.gateway.serve import serve_gateway
+
+    g = plane.settings.gateway
+    plane.policies.load()
+    asyncio.run(serve_gateway(build_gateway(plane), g.host, g.port, public_url=g.public_url,
+                              on_ready=on_ready, handle_signals=True))
 
 
 def write_ready_file(path: Path, values: dict[str, Any]) -> None:
@@ -727,7 +777,7 @@ def build_routes(settings: Settings, db: Database, clock: Clock,
     """Routes from ``[[gateway.routes]]`` (read-only) over routes in SQL. REST writes are
     recorded by the admin dependency; the service itself records nothing twice."""
     now = clock.now()
-    configured = [route_from_mapping(r, at=now, source="config")
+    configured = [route_from_mapping(r.model_dump(), at=now, source="config")
                   for r in settings.gateway.routes]
     return RouteService(SqlRouteStore(db), clock, configured=configured,
                         secrets=_VaultSecretNames(vault), dlp_profiles=_DlpProfiles())

@@ -176,18 +176,43 @@ class OAuthSettings(_Section):
         return parse_duration(value)
 
 
+class GatewayCredentialSettings(_Section):
+    kind: Literal["none", "static", "client_credentials", "downstream_jwt"] = "none"
+    secret: str | None = None
+    header: str = "Authorization"
+    scheme: str | None = "Bearer"
+    token_url: str | None = None
+    scopes: dict[str, str] = Field(default_factory=dict)
+    audience: str | None = None
+    client_id_secret: str | None = None  # client_credentials: the secret holding the client id
+
+
+class GatewayRouteSettings(_Section):
+    """A route of the configuration file (``[[gateway.routes]]``)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    protocol: Literal["mcp", "a2a", "http"]
+    upstream: str = Field(min_length=1, max_length=2048)
+    audience: str | None = None
+    credential: GatewayCredentialSettings = GatewayCredentialSettings()
+    dlp_profile: str | None = None
+    dlp_action: Literal["redact", "block"] = "redact"
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    strip_headers: tuple[str, ...] = ()
+    approval_timeout: float = Field(default=120.0, gt=0, le=86400)
+
+
 class GatewaySettings(_Section):
-    """The gateway (``tabard gateway``) and its routes from configuration
-    (``[[gateway.routes]]``, read-only at run time; ``docs/design/routes-and-approvals.md``).
-    Each route is a table with ``name``, ``protocol``, ``upstream`` and optionally
-    ``audience``, ``credential`` (a table: ``kind``, ``secret``, ``header``, ``scheme``,
-    ``token_url``, ``scopes``, ``audience``, ``client_id_secret``), ``dlp_profile``,
-    ``dlp_action``, ``timeout``, ``strip_headers``, ``approval_timeout``."""
+    """``tabard gateway`` (and the gateway listener of ``tabard dev``), and its routes from
+    configuration (``[[gateway.routes]]``, read-only at run time;
+    ``docs/design/routes-and-approvals.md``)."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8443, ge=0, le=65535)
     public_url: str | None = None
-    routes: list[dict[str, Any]] = Field(default_factory=list, max_length=1024)
+    audience: str | None = None  # what agents' JWT-SVIDs name; default the public URL
+    max_body: int = Field(default=4 * 1024 * 1024, ge=1024)
+    routes: list[GatewayRouteSettings] = Field(default_factory=list, max_length=1024)
 
 
 class Settings(_Section):

@@ -102,6 +102,9 @@ def dev(
 
     settings = _settings(config, data_dir, port=port,
                          node_api_port=0 if port == 0 else None)
+    if port == 0:
+        settings = settings.with_overrides(
+            gateway=settings.gateway.model_copy(update={"port": 0}).model_dump())
     if trust_domain is not None:
         settings = settings.with_overrides(trust_domain=trust_domain)
     elif demo:
@@ -123,6 +126,12 @@ def dev(
         from tabard.cli.demo import start_demo
 
         scene = start_demo(plane)
+    gateway_url = threading.Event()
+    urls: dict[str, str] = {}
+
+    def gateway_ready(url: str) -> None:
+        urls["gateway"] = url
+        gateway_url.set()
 
     def start_node(endpoints: Endpoints) -> None:
         # The node calls the server, whose event loop is the caller of on_ready: start it on
@@ -139,7 +148,9 @@ def dev(
             os.kill(os.getpid(), signal.SIGTERM)
             return
         url = endpoints.server_url
+        gateway_url.wait(30)
         write_ready_file(target, {
+            "gateway_url": urls.get("gateway"),
             "server_url": url,
             "node_api_url": endpoints.node_api_url,
             "trust_domain": settings.trust_domain,
@@ -151,6 +162,7 @@ def dev(
         })
         td = settings.trust_domain
         console.print(f"tabard dev: server on {url}, trust domain {td}")
+        console.print(f"gateway on {urls.get('gateway')}", markup=False)
         console.print(f"node {node.node_spiffe_id}: Workload API on {node.workload_socket}",
                       markup=False)
         console.print(f"ready file: {target} (holds the admin token)")
@@ -177,7 +189,7 @@ def dev(
                          daemon=True).start()
 
     try:
-        serve(plane, on_ready=ready)
+        serve(plane, on_ready=ready, gateway_ready=gateway_ready)
     finally:
         for agent in agents:
             agent.stop()
@@ -186,6 +198,40 @@ def dev(
         plane.close()
 
 
+def gateway(
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (0 = any free).")] = None,
+) -> None:
+    """Run the identity gateway for MCP, A2A and HTTP routes over the server's database.
+
+    Route N is served at <url>/mcp/N, /a2a/N or /http/N/... by its protocol. Agents
+    authenticate with an X509-SVID (mTLS) or a JWT-SVID in Tabard-Agent-Token whose audience
+    is the gateway's public URL; users with a delegated access token in Authorization.
+
+    Example: tabard gateway --config tabard.toml --port 8443
+    """
+    from tabard.app import build_control_plane, serve_gateway_process
+
+    settings = _settings(config, data_dir)
+    if port is not None:
+        settings = settings.with_overrides(
+            gateway=settings.gateway.model_copy(update={"port": port}).model_dump())
+    configure_logging(settings.log_level, settings.log_file)
+    plane = build_control_plane(settings)
+
+    def ready(url: str) -> None:
+        console.print(f"tabard gateway listening on {url} (trust domain "
+                      f"{settings.trust_domain}); routes at {url}/mcp/<name>, "
+                      f"{url}/a2a/<name>, {url}/http/<name>/...", markup=False)
+
+    try:
+        serve_gateway_process(plane, on_ready=ready)
+    finally:
+        plane.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command("server")(server)
     app.command("dev")(dev)
+    app.command("gateway")(gateway)

@@ -1,0 +1,823 @@
+"""The identity gateway: an ASGI app that authenticates, decides, injects, forwards, scans
+and records every call to an MCP server, an A2A agent or an HTTP API (ARCHITECTURE §6).
+
+Route ``N`` is served at ``/mcp/N``, ``/a2a/N`` and ``/http/N/...`` by its protocol. For
+each request: the agent is authenticated and the user established (:mod:`.auth`); each
+operation (:mod:`.operations`) gets a blended decision, re-made per call so a suspended or
+retired agent stops at once; ``require_approval`` holds the call until an approver decides
+or the route's approval timeout passes; the agent's own credentials are stripped and the
+route's just-in-time credential injected (:mod:`.credentials`); the answer is streamed
+back through the route's DLP profile (SSE event by event), ``tools/list`` answers are
+filtered to the tools this agent may call for this user, and any echo of the injected
+credential is blanked. One audit record per request, whatever its outcome; when the log
+cannot take it the request is refused (a streamed answer is recorded when it ends, and cut
+if the log fails then).
+
+Forwarding is written on httpx (streamed both ways) because the reverse-proxy packages for
+Python neither stream SSE through a per-event transform nor expose the hooks this needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditUnavailableError, What, Who
+from tabard.audit import Decision as AuditDecision
+from tabard.clock import Clock
+from tabard.discovery.dlp import (
+    PROFILES,
+    DlpAction,
+    DlpBlockedError,
+    DlpProfile,
+    DlpScanner,
+    Findings,
+    SseScanner,
+    StreamScanner,
+)
+from tabard.errors import NotFound, TabardError
+from tabard.gateway.auth import (
+    AGENT_TOKEN_HEADER,
+    Caller,
+    authenticate_agent,
+    establish_user,
+)
+from tabard.gateway.credentials import CredentialBroker
+from tabard.gateway.errors import (
+    BodyTooLargeError,
+    GatewayUnavailableError,
+    UnknownRouteError,
+)
+from tabard.gateway.operations import (
+    METHOD_NOT_FOUND,
+    JsonRpcParseError,
+    Operation,
+    a2a_operations,
+    http_route_for,
+    mcp_operations,
+    parse_jsonrpc,
+)
+from tabard.gateway.ports import (
+    ApprovalSource,
+    Decider,
+    RouteSource,
+    RouteView,
+    TokenVerifier,
+)
+from tabard.policy import (
+    Catalog,
+    Decision,
+    DecisionRequest,
+    Obligation,
+    RequestContext,
+    ResourceRef,
+    ResourceType,
+)
+from tabard.policy.decision import MAX_ARGUMENTS
+from tabard.policy.errors import InvalidDecisionRequestError
+from tabard.spiffe import Bundle
+from tabard.vault import CredentialContext
+
+__all__ = ["DENIED", "Gateway", "GatewayConfig", "public_reason"]
+
+log = logging.getLogger("tabard.gateway")
+
+DENIED = -32003  # the JSON-RPC error code of a refusal by policy (implementation-defined)
+_AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
+                         "proxy-authorization", "te", "trailer", "transfer-encoding",
+                         "upgrade", "host", "content-length"})
+_STRIPPED = frozenset({"authorization", "cookie", AGENT_TOKEN_HEADER})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_JSON_TYPES = ("application/json", "application/problem+json")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """``audience``: what agents' JWT-SVIDs must be addressed to (the public base URL);
+    ``base_url``: the public base URL routes' default audiences are made from."""
+
+    audience: str
+    base_url: str
+    max_body: int = 4 * 1024 * 1024
+    max_buffered_response: int = 16 * 1024 * 1024
+    approval_poll: float = 0.5
+    route_cache_seconds: float = 1.0
+    policy_refresh_seconds: float = 1.0
+    owner_cache_seconds: float = 5.0
+
+
+@dataclass
+class _Record:
+    """What the request's audit record will say."""
+
+    started: float
+    route: str | None = None
+    protocol: str | None = None
+    caller: Caller | None = None
+    operations: list[str] = field(default_factory=list)
+    effect: str = "deny"
+    policies: tuple[str, ...] = ()
+    reason: str | None = None
+    obligations: tuple[str, ...] = ()
+    lease_id: str | None = None
+    approval_id: str | None = None
+    findings: Findings = field(default_factory=Findings)
+    status: int = 0
+    outcome: str = "denied"
+    method: str = ""
+
+
+class _Refusal(Exception):
+    """Answer now with ``response``; the record says why."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _problem(status: int, code: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"type": "about:blank", "title": code.replace("_", " "),
+                         "status": status, "code": code, "detail": detail},
+                        status_code=status, media_type="application/problem+json",
+                        headers=headers or None)
+
+
+def public_reason(decision: Decision) -> str:
+    """Why a decision refused, in words an agent may read: the refusing reasons only, with
+    policy ids left out."""
+    for reason in decision.reasons:
+        if "permitted by" in reason or reason.startswith("inside the scope") or (
+                "not evaluated" in reason):
+            continue
+        reason = re.sub(r"forbidden by .*", "forbidden by policy", reason)
+        return re.sub(r" \(policy [^)]*\)", "", reason)
+    return "not allowed by policy"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _rpc_error(id_: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": id_, "error": {"code": code, "message": message}}
+
+
+def _rpc_response(errors: list[dict[str, Any]], batch: bool, status: int = 200) -> Response:
+    body: Any = errors if batch else errors[0]
+    return JSONResponse(body, status_code=status)
+
+
+class _Scrubber:
+    """Blanks any echo of the injected credential values in a byte stream, holding back a
+    tail one byte shorter than the longest value so an echo cut by a chunk is seen whole."""
+
+    def __init__(self, values: Sequence[str]) -> None:
+        self._values = sorted({v.encode() for v in values if len(v) >= 8}, key=len,
+                              reverse=True)
+        self._hold = max((len(v) for v in self._values), default=1) - 1
+        self._tail = b""
+
+    def scrub(self, data: bytes) -> bytes:
+        for value in self._values:
+            if value in data:
+                data = data.replace(value, b"[REDACTED:credential]")
+        return data
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self._values:
+            return chunk
+        data = self.scrub(self._tail + chunk)
+        if len(data) <= self._hold:
+            self._tail = data
+            return b""
+        cut = len(data) - self._hold
+        self._tail = data[cut:]
+        return data[:cut]
+
+    def finish(self) -> bytes:
+        out, self._tail = self.scrub(self._tail), b""
+        return out
+
+
+def _sse_events(buffer: bytearray) -> list[bytes]:
+    """Complete events (through their blank line) taken off the front of ``buffer``."""
+    events: list[bytes] = []
+    while True:
+        ends = [i for i in (buffer.find(b"\n\n"), buffer.find(b"\r\n\r\n")) if i >= 0]
+        if not ends:
+            return events
+        end = min(ends)
+        size = end + (2 if buffer[end:end + 2] == b"\n\n" else 4)
+        events.append(bytes(buffer[:size]))
+        del buffer[:size]
+
+
+class Gateway:
+    """The ASGI application (module docstring). ``refresh`` (e.g.
+    :meth:`tabard.policy.PolicyService.refresh`) loads a policy epoch another process
+    stored, at most once per ``policy_refresh_seconds``; ``owner_of`` names an agent
+    definition's owner for the audit record."""
+
+    def __init__(
+        self,
+        *,
+        config: GatewayConfig,
+        clock: Clock,
+        decider: Decider,
+        catalog: Callable[[], Catalog],
+        bundle: Callable[[], Bundle],
+        routes: RouteSource,
+        audit: AuditLog,
+        credentials: CredentialBroker,
+        tokens: TokenVerifier | None = None,
+        approvals: ApprovalSource | None = None,
+        refresh: Callable[[], None] | None = None,
+        owner_of: Callable[[str], str | None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._decider = decider
+        self._catalog = catalog
+        self._bundle = bundle
+        self._routes = routes
+        self._audit = audit
+        self._credentials = credentials
+        self._tokens = tokens
+        self._approvals = approvals
+        self._refresh = refresh
+        self._owner_of = owner_of
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._route_cache: dict[str, tuple[float, int, RouteView]] = {}
+        self._version: tuple[float, int] = (-1e18, 0)
+        self._refreshed = -1e18
+        self._owners: dict[str, tuple[float, str | None]] = {}
+
+    def bind(self, base_url: str) -> None:
+        """Learn the public base URL once listening: it is the default audience of agents'
+        JWT-SVIDs and the base of routes' default audiences, unless configured."""
+        base = base_url.rstrip("/")
+        self.config = replace(self.config, audience=self.config.audience or base,
+                              base_url=self.config.base_url or base)
+
+    # --- ASGI -----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self.handle(request)
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=self._transport, follow_redirects=False,
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
+        return self._http
+
+    # --- the request ----------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        if path == "/healthz":
+            return JSONResponse({"status": "ok"})
+        record = _Record(started=time.perf_counter(), method=request.method)
+        try:
+            response = await self._handle(request, record)
+        except _Refusal as refusal:
+            response = refusal.response
+        except ClientDisconnect:
+            record.outcome, record.reason = "error", "the client went away"
+            response = Response(status_code=499)
+        except TabardError as exc:  # a dependency refused (vault, approvals, ...)
+            record.outcome, record.reason = "error", str(exc)
+            status = 503 if exc.code in ("gateway_unavailable", "unavailable") else 502
+            response = _problem(status, exc.code, str(exc))
+        if isinstance(response, StreamingResponse):
+            return response  # recorded when the stream ends
+        record.status = response.status_code
+        if not await self._write(record):
+            return _problem(503, "audit_unavailable", "the request was refused because the "
+                            "audit log cannot record it")
+        return response
+
+    async def _handle(self, request: Request, record: _Record) -> Response:
+        protocol, name, rest = self._split(request.url.path)
+        record.protocol, record.route = protocol, name
+        route = await self._route(protocol, name)
+        caller = await self._authenticate(request, route)
+        record.caller = caller
+        body = await self._body(request)
+
+        messages: list[dict[str, Any]] = []
+        if protocol == "http":
+            ops = [self._http_operation(request.method, rest or "/")]
+            batch = False
+        elif request.method == "POST" and not rest:
+            try:
+                messages, batch = parse_jsonrpc(body)
+            except JsonRpcParseError as exc:
+                record.reason = exc.message
+                record.operations = ["jsonrpc"]
+                raise _Refusal(_rpc_response([_rpc_error(None, exc.code, exc.message)],
+                                             False, 400)) from None
+            ops = (mcp_operations(messages) if protocol == "mcp"
+                   else a2a_operations(messages, name))
+        elif protocol == "a2a" and request.method == "GET" and rest in _AGENT_CARDS:
+            ops, batch = [Operation("agent-card")], False
+        elif protocol == "mcp" and request.method in ("GET", "DELETE") and not rest:
+            ops, batch = [Operation(f"mcp/{request.method.lower()}")], False
+        else:
+            raise _Refusal(_problem(404, "not_found", f"no {request.method} {rest or '/'} "
+                                    f"on {protocol} route {name!r}"))
+        record.operations = [op.label for op in ops]
+
+        decisions = await self._decide_all(ops, caller, route, record, batch)
+        tools_list_ids = {json.dumps(op.id) for op in ops
+                          if op.method == "tools/list" and op.has_id}
+        redact = route.dlp_profile is not None or Obligation.REDACT in {
+            o for d in decisions for o in d.obligations}
+        record.obligations = tuple(sorted({o.value for d in decisions for o in d.obligations}))
+        operation = next((op for op in ops if op.action), None)
+        headers = await self._upstream_headers(request, route, caller, operation, record)
+        return await self._forward(request, route, rest, body, headers, record,
+                                   redact=redact, tools_list=tools_list_ids, caller=caller)
+
+    def _split(self, path: str) -> tuple[str, str, str]:
+        parts = path.split("/", 3)
+        if len(parts) < 3 or parts[1] not in ("mcp", "a2a", "http") or not parts[2]:
+            raise _Refusal(_problem(404, "unknown_route",
+                                    f"{path} is not a gateway route (/mcp/<name>, "
+                                    "/a2a/<name>, /http/<name>/...)"))
+        rest = "/" + parts[3] if len(parts) == 4 else ""
+        return parts[1], parts[2], rest
+
+    # --- routes, caller, body -------------------------------------------------------------
+
+    async def _routes_version(self) -> int:
+        now = time.monotonic()
+        checked, version = self._version
+        if now - checked > self.config.route_cache_seconds:
+            version = await asyncio.to_thread(self._routes.version)
+            self._version = (now, version)
+        return version
+
+    async def _route(self, protocol: str, name: str) -> RouteView:
+        version = await self._routes_version()
+        cached = self._route_cache.get(name)
+        if cached is not None and cached[1] == version:
+            route = cached[2]
+        else:
+            try:
+                route = await asyncio.to_thread(self._routes.get, name)
+            except NotFound:
+                raise _Refusal(_problem(404, UnknownRouteError.code,
+                                        f"no route named {name!r}")) from None
+            if len(self._route_cache) > 10_000:
+                self._route_cache.clear()
+            self._route_cache[name] = (time.monotonic(), version, route)
+        if str(route.protocol) != protocol:
+            raise _Refusal(_problem(404, UnknownRouteError.code,
+                                    f"route {name!r} is served at /{route.protocol}/{name}"))
+        return route
+
+    def route_audience(self, route: RouteView) -> str:
+        return route.audience or f"{self.config.base_url}/{route.protocol}/{route.name}"
+
+    async def _authenticate(self, request: Request, route: RouteView) -> Caller:
+        tls = (request.scope.get("extensions") or {}).get("tls") or {}
+        try:
+            agent = authenticate_agent(
+                tls_chain=tls.get("client_cert_chain") or (),
+                agent_token=request.headers.get(AGENT_TOKEN_HEADER),
+                bundle=self._bundle, audience=self.config.audience,
+                now=self._clock.timestamp())
+            return establish_user(request.headers.get("authorization"), agent,
+                                  verifier=self._tokens, audience=self.route_audience(route))
+        except TabardError as exc:
+            raise _Refusal(_problem(401, exc.code, str(exc),
+                                    **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                           ) from None
+
+    async def _body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.config.max_body:
+            raise _Refusal(self._too_large())
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.config.max_body:
+                raise _Refusal(self._too_large())
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> Response:
+        return _problem(413, BodyTooLargeError.code,
+                        f"the request body exceeds {self.config.max_body} bytes")
+
+    def _http_operation(self, method: str, path: str) -> Operation:
+        route_id = http_route_for(self._catalog().http_routes, path)
+        if route_id is None:
+            return Operation(method, path=path,
+                             error=(METHOD_NOT_FOUND, f"{path} matches no HTTP route of the "
+                                    "policy catalog"))
+        return Operation(method, action=method, resource_type=ResourceType.HTTP_ROUTE,
+                         resource_id=route_id, path=path)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    async def _maybe_refresh(self) -> None:
+        if self._refresh is None:
+            return
+        now = time.monotonic()
+        if now - self._refreshed > self.config.policy_refresh_seconds:
+            self._refreshed = now
+            await asyncio.to_thread(self._refresh)
+
+    def _request(self, op: Operation, caller: Caller) -> DecisionRequest:
+        assert op.action is not None and op.resource_type is not None
+        assert op.resource_id is not None
+        arguments = frozenset(
+            f"{k}={v if isinstance(v, str) else _compact(v)}"
+            for k, v in list(op.arguments.items())[:MAX_ARGUMENTS] if isinstance(k, str) and k
+            and "=" not in k)
+        return DecisionRequest(
+            agent=caller.agent.spiffe_id, user=caller.user, action=op.action,
+            resource=ResourceRef(op.resource_type, op.resource_id), chain=caller.hops,
+            context=RequestContext(path=op.path, arguments=arguments))
+
+    def decide(self, op: Operation, caller: Caller) -> Decision:
+        try:
+            return self._decider.decide(self._request(op, caller))
+        except InvalidDecisionRequestError as exc:
+            from tabard.policy import Effect
+            return Decision(Effect.DENY, (), (f"the request cannot be decided: {exc}",),
+                            (), (), None, 0)
+
+    async def _decide_all(self, ops: list[Operation], caller: Caller, route: RouteView,
+                          record: _Record, batch: bool) -> list[Decision]:
+        await self._maybe_refresh()
+        decisions: list[Decision] = []
+        refusals: dict[int, tuple[int, str]] = {}
+        policies: list[str] = []
+        for index, op in enumerate(ops):
+            if op.error is not None:
+                refusals[index] = op.error
+                continue
+            if op.action is None:
+                continue
+            decision = self.decide(op, caller)
+            policies += [*decision.agent_policies, *decision.user_policies]
+            if decision.allowed and Obligation.REQUIRE_APPROVAL in decision.obligations:
+                decision = await self._hold(op, caller, route, decision, record)
+            if not decision.allowed:
+                refusals[index] = (DENIED, f"denied by tabard: {public_reason(decision)}")
+            decisions.append(decision)
+        record.policies = tuple(dict.fromkeys(policies))
+        if not refusals:
+            record.effect, record.outcome = "allow", "success"
+            return decisions
+        record.effect, record.outcome = "deny", "denied"
+        record.reason = "; ".join(sorted({m for _, m in refusals.values()}))[:1000]
+        if record.protocol == "http":
+            code, message = next(iter(refusals.values()))
+            status = 404 if code == METHOD_NOT_FOUND else 403
+            raise _Refusal(_problem(status, "denied" if status == 403 else "not_found",
+                                    message))
+        errors = []
+        for index, op in enumerate(ops):
+            if not op.has_id:
+                continue
+            code, message = refusals.get(index, (DENIED, "not forwarded: another request "
+                                                 "of this batch was refused"))
+            errors.append(_rpc_error(op.id, code, message))
+        if not errors:  # only notifications were refused: JSON-RPC answers nothing
+            raise _Refusal(Response(status_code=202))
+        raise _Refusal(_rpc_response(errors, batch))
+
+    async def _hold(self, op: Operation, caller: Caller, route: RouteView,
+                    decision: Decision, record: _Record) -> Decision:
+        """Hold the call until an approver decides, or deny when the hold times out."""
+        from tabard.policy import Effect
+
+        def deny(reason: str) -> Decision:
+            return Decision(Effect.DENY, (), (reason,), decision.agent_policies,
+                            decision.user_policies, decision.delegation,
+                            decision.policy_epoch)
+
+        if self._approvals is None:
+            return deny("this call needs a human approval and no approvals service is "
+                        "configured")
+        approval = await asyncio.to_thread(
+            self._approvals.request, agent=caller.agent.agent,
+            instance=caller.agent.spiffe_id, user=caller.user, action=str(op.action),
+            resource=str(op.resource), route=route.name,
+            reason=f"{op.action} {op.resource_id} on route {route.name}",
+            timeout=timedelta(seconds=route.approval_timeout))
+        record.approval_id = approval.id
+        deadline = time.monotonic() + route.approval_timeout
+        while True:
+            state = str(approval.state)
+            if state == "approved":
+                kept = tuple(o for o in decision.obligations
+                             if o is not Obligation.REQUIRE_APPROVAL)
+                return Decision(decision.effect, kept, decision.reasons,
+                                decision.agent_policies, decision.user_policies,
+                                decision.delegation, decision.policy_epoch)
+            if state == "denied":
+                return deny(f"an approver denied this call (approval {approval.id})")
+            if state == "expired" or time.monotonic() >= deadline:
+                return deny(f"no approver decided within {route.approval_timeout:g} s "
+                            f"(approval {approval.id})")
+            await asyncio.sleep(self.config.approval_poll)
+            approval = await asyncio.to_thread(self._approvals.get, approval.id)
+
+    # --- credentials and forwarding -------------------------------------------------------
+
+    async def _upstream_headers(self, request: Request, route: RouteView, caller: Caller,
+                                op: Operation | None, record: _Record) -> dict[str, str]:
+        stripped = _STRIPPED | {h.lower() for h in route.strip_headers}
+        headers = {k: v for k, v in request.headers.items()
+                   if k not in _HOP_BY_HOP and k not in stripped}
+        provider = self._credentials.provider(route, await self._routes_version())
+        if provider is None:
+            return headers
+        from tabard.policy.scopes import operation_token
+        token = None
+        if op is not None and op.resource_type is not None and op.resource_id is not None:
+            kind = {ResourceType.TOOL: "tools", ResourceType.MCP_RESOURCE: "resources",
+                    ResourceType.MCP_PROMPT: "prompts", ResourceType.A2A_AGENT: "a2a",
+                    ResourceType.HTTP_ROUTE: "http"}[op.resource_type]
+            name = f"{op.action}:{op.path}" if kind == "http" else op.resource_id
+            token = operation_token(kind, name)
+        context = CredentialContext(
+            route=route.name, upstream=route.credential.audience or route.upstream,
+            agent=caller.agent.agent, agent_instance=caller.agent.spiffe_id, user=caller.user,
+            chain=[h.actor for h in caller.hops], scope=caller.scope, operation=token)
+        credential = await asyncio.to_thread(provider.issue, context)
+        record.lease_id = credential.lease_id
+        for name_, value in credential.headers.items():
+            headers = {k: v for k, v in headers.items() if k != name_.lower()}
+            headers[name_] = value
+        # the whole header value and the bare token after its scheme are both blanked
+        values = list(credential.headers.values())
+        request.state.injected = values + [v.split(" ", 1)[1] for v in values if " " in v]
+        return headers
+
+    async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
+                       headers: dict[str, str], record: _Record, *, redact: bool,
+                       tools_list: set[str], caller: Caller) -> Response:
+        url = route.upstream.rstrip("/") + rest if rest else route.upstream
+        if request.url.query:
+            url += "?" + request.url.query
+        client = self._client()
+        upstream = client.build_request(request.method, url, headers=headers, content=body,
+                                        timeout=httpx.Timeout(route.timeout))
+        try:
+            response = await client.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            record.outcome, record.reason = "error", f"upstream unreachable: {type(exc).__name__}"
+            raise _Refusal(_problem(502, "upstream_unreachable",
+                                    f"the upstream of route {route.name!r} did not answer")
+                           ) from None
+        injected: list[str] = getattr(request.state, "injected", [])
+        scanner = self._scanner(route) if redact else None
+        out_headers = {k: v for k, v in response.headers.items()
+                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"}
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        record.status = response.status_code
+        if content_type == "text/event-stream" or (
+                content_type not in _JSON_TYPES and not tools_list):
+            return StreamingResponse(
+                self._stream(response, record, scanner, injected, tools_list, caller,
+                             sse=content_type == "text/event-stream"),
+                status_code=response.status_code, headers=out_headers)
+        try:
+            data = await self._read_bounded(response)
+        finally:
+            await response.aclose()
+        if data is None:
+            record.outcome, record.reason = "error", "the upstream answer is too large"
+            raise _Refusal(_problem(502, "upstream_answer_too_large",
+                                    "the upstream answer is too large to inspect"))
+        try:
+            data = self._transform_json(data, scanner, record.findings, tools_list, caller)
+        except DlpBlockedError as exc:
+            record.outcome, record.reason = "denied", str(exc)
+            raise _Refusal(self._blocked(data, exc)) from None
+        data = _Scrubber(injected).scrub(data)
+        return Response(data, status_code=response.status_code, headers=out_headers)
+
+    async def _read_bounded(self, response: httpx.Response) -> bytes | None:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.config.max_buffered_response:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _blocked(self, data: bytes, exc: DlpBlockedError) -> Response:
+        with contextlib.suppress(ValueError):
+            value = json.loads(data)
+            if isinstance(value, dict) and "id" in value:
+                return JSONResponse(_rpc_error(value["id"], DENIED, str(exc)))
+        return _problem(403, exc.code, str(exc))
+
+    def _scanner(self, route: RouteView) -> DlpScanner:
+        base = PROFILES.get(route.dlp_profile or "default", PROFILES["default"])
+        try:
+            action = DlpAction(route.dlp_action)
+        except ValueError:
+            action = base.action
+        return DlpScanner(DlpProfile(base.name, action=action, kinds=base.kinds))
+
+    def _filter_tools(self, message: Any, tools_list: set[str], caller: Caller) -> bool:
+        """Filter a ``tools/list`` result in place; True when it was one."""
+        if not (isinstance(message, dict) and json.dumps(message.get("id")) in tools_list):
+            return False
+        result = message.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            return False
+        kept = []
+        for tool in result["tools"]:
+            name = tool.get("name") if isinstance(tool, dict) else None
+            if isinstance(name, str) and name and self.decide(
+                    Operation("tools/call", action="tools/call",
+                              resource_type=ResourceType.TOOL, resource_id=name),
+                    caller).allowed:
+                kept.append(tool)
+        result["tools"] = kept
+        return True
+
+    def _transform_json(self, data: bytes, scanner: DlpScanner | None, findings: Findings,
+                        tools_list: set[str], caller: Caller) -> bytes:
+        if tools_list:
+            with contextlib.suppress(ValueError):
+                value = json.loads(data)
+                messages = value if isinstance(value, list) else [value]
+                if any([self._filter_tools(m, tools_list, caller) for m in messages]):
+                    data = json.dumps(value, separators=(",", ":")).encode()
+        if scanner is None:
+            return data
+        try:
+            json.loads(data)
+        except ValueError:
+            text, found = scanner.scan_text(data.decode("utf-8", "surrogateescape"))
+            findings.add(found)
+            return text.encode("utf-8", "surrogateescape")
+        out, found = scanner.scan_json(data)
+        findings.add(found)
+        return out
+
+    def _transform_event(self, event: bytes, tools_list: set[str], caller: Caller) -> bytes:
+        if not tools_list:
+            return event
+        lines = event.decode("utf-8", "surrogateescape").splitlines()
+        data = "\n".join(line[5:].removeprefix(" ") for line in lines
+                         if line.startswith("data:"))
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return event
+        if not self._filter_tools(value, tools_list, caller):
+            return event
+        others = [line for line in lines if line and not line.startswith("data:")]
+        text = "\n".join([*others, "data: " + json.dumps(value, separators=(",", ":"))])
+        return (text + "\n\n").encode("utf-8", "surrogateescape")
+
+    async def _stream(self, response: httpx.Response, record: _Record,
+                      scanner: DlpScanner | None, injected: list[str], tools_list: set[str],
+                      caller: Caller, *, sse: bool) -> AsyncIterator[bytes]:
+        scrubber = _Scrubber(injected)
+        sse_scanner = SseScanner(scanner) if (sse and scanner) else None
+        raw_scanner = StreamScanner(scanner) if (scanner and not sse) else None
+        buffer = bytearray()
+        try:
+            async for chunk in response.aiter_raw():
+                if sse:
+                    buffer += chunk
+                    out = []
+                    for event in _sse_events(buffer):
+                        event = self._transform_event(event, tools_list, caller)
+                        out.append(sse_scanner.feed(event) if sse_scanner else event)
+                    if len(buffer) > (1 << 20):
+                        record.outcome, record.reason = "error", "an SSE event is too large"
+                        return
+                    data = b"".join(out)
+                else:
+                    data = raw_scanner.feed(chunk) if raw_scanner else chunk
+                data = scrubber.feed(data)
+                if data:
+                    yield data
+            tail = bytes(buffer)
+            if sse_scanner is not None:
+                tail = sse_scanner.feed(tail) + sse_scanner.finish()
+            elif raw_scanner is not None:
+                tail = raw_scanner.finish()
+            tail = scrubber.feed(tail) + scrubber.finish()
+            if tail:
+                yield tail
+        except DlpBlockedError as exc:
+            record.outcome, record.reason = "denied", str(exc)
+        except httpx.HTTPError as exc:
+            record.outcome, record.reason = "error", f"upstream stream broke: {type(exc).__name__}"
+        finally:
+            for part in (sse_scanner, raw_scanner):
+                if part is not None:
+                    record.findings.add(part.findings)
+            await response.aclose()
+            if not await self._write(record):
+                log.error("a streamed answer was cut: the audit log cannot record it")
+                raise GatewayUnavailableError("the audit log cannot record this request")
+
+    # --- the audit record -----------------------------------------------------------------
+
+    async def _owner(self, agent: str) -> str | None:
+        if self._owner_of is None:
+            return None
+        now = time.monotonic()
+        cached = self._owners.get(agent)
+        if cached is not None and now - cached[0] < self.config.owner_cache_seconds:
+            return cached[1]
+        owner = await asyncio.to_thread(self._owner_of, agent)
+        if len(self._owners) > 10_000:
+            self._owners.clear()
+        self._owners[agent] = (now, owner)
+        return owner
+
+    async def _write(self, record: _Record) -> bool:
+        caller = record.caller
+        who = Who()
+        if caller is not None:
+            who = Who.of_spiffe_id(caller.agent.spiffe_id, user=caller.user,
+                                   chain=caller.chain,
+                                   owner=await self._owner(caller.agent.agent))
+        details: dict[str, Any] = {
+            "route": record.route, "protocol": record.protocol, "method": record.method,
+            "status": record.status,
+            "latency_us": int((time.perf_counter() - record.started) * 1e6),
+            "dlp_findings": record.findings.total,
+        }
+        if record.operations:
+            details["operations"] = record.operations[:64]
+        if record.obligations:
+            details["obligations"] = list(record.obligations)
+        if record.lease_id:
+            details["lease_id"] = record.lease_id
+        if record.approval_id:
+            details["approval_id"] = record.approval_id
+        if record.findings.total:
+            details["dlp_kinds"] = record.findings.as_dict()
+        if caller is not None:
+            details["token"] = caller.token_kind
+        operation = record.operations[0].split(" ")[0] if len(record.operations) == 1 else (
+            "batch" if record.operations else record.method)
+        event = AuditEvent(
+            kind=AuditKind.GATEWAY_DECISION, actor="gateway", who=who,
+            what=What(operation=operation, target=f"route:{record.route}" if record.route
+                      else None),
+            decision=AuditDecision(effect=record.effect, policies=record.policies,
+                                   reason=record.reason),
+            outcome=record.outcome, details={k: v for k, v in details.items()
+                                             if v is not None})
+        try:
+            await self._audit.append_async(event)
+        except AuditUnavailableError as exc:
+            log.error("gateway request refused: the audit log is unavailable (%s)", exc)
+            return False
+        return True
+
