@@ -3,9 +3,10 @@
 ``CredentialSpec.kind`` picks the provider: ``static`` (the secret named ``secret`` as
 ``<header>: <scheme> <value>``), ``client_credentials`` (the client secret is the vault
 secret ``secret``, the client id the one named ``client_id_secret``; the token comes from
-``token_url`` with the upstream scope ``scopes`` maps the operation to), ``downstream_jwt`` (a JWT minted per
-request, ``aud`` = the spec's audience or the upstream URL), ``none``. Providers are built
-once per route version and reused, so client-credentials tokens are cached.
+``token_url`` with the upstream scope ``scopes`` maps the operation to), ``downstream_jwt``
+(a JWT minted per request, ``aud`` = the spec's audience or the upstream URL), ``none``.
+Providers are built once per route version and reused, so client-credentials tokens are
+cached.
 """
 
 from __future__ import annotations
