@@ -11,7 +11,7 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.oauth import (
     AuthorizationServer,
+    DownstreamJwtSigner,
     DirectoryUsers,
     RegistryAgents,
     SigningKeys,
@@ -544,8 +545,9 @@ def build_gateway(plane: ControlPlane) -> Any:
         bundle=plane.authority.bundle,
         routes=plane.routes,
         audit=plane.audit,
-        credentials=CredentialBroker(clock=plane.clock, vault=plane.vault.secrets,
-                                     leases=plane.vault.leases),
+        credentials=CredentialBroker(
+            clock=plane.clock, vault=plane.vault.secrets, leases=plane.vault.leases,
+            signer=DownstreamJwtSigner(plane.oauth) if plane.oauth is not None else None),
         tokens=plane.oauth, approvals=plane.approvals, refresh=plane.policies.refresh,
         owner_of=owner_of)
 

@@ -26,6 +26,7 @@ from tabard.oauth import (
     GRANT_TOKEN_EXCHANGE,
     TOKEN_TYPE_JWT,
     AuthorizationServer,
+    DownstreamJwtSigner,
     SigningKeys,
 )
 from tabard.policy import (
@@ -240,6 +241,9 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
     routes.put(Route(name="demo-json", protocol=RouteProtocol.MCP,
                      upstream=served[1].url + "/mcp", credential=static,
                      dlp_profile="default"))
+    routes.put(Route(name="demo-jwt", protocol=RouteProtocol.MCP,
+                     upstream=served[1].url + "/mcp",
+                     credential=CredentialSpec(kind="downstream_jwt")))
     routes.put(Route(name="demo-short", protocol=RouteProtocol.MCP,
                      upstream=served[0].url + "/mcp", credential=static,
                      approval_timeout=1.0))
@@ -251,7 +255,8 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
                              approval_poll=0.1),
         clock=clock, decider=engine, catalog=lambda: engine.compiled.catalog,
         bundle=authority.bundle, routes=routes, audit=audit,
-        credentials=CredentialBroker(clock=clock, vault=vault, leases=leases),
+        credentials=CredentialBroker(clock=clock, vault=vault, leases=leases,
+                                     signer=DownstreamJwtSigner(oauth)),
         tokens=oauth, approvals=approvals,
         owner_of=lambda name: (a.owner if (a := facts.agent(name)) else None))
     served.append(serve(gateway, port))

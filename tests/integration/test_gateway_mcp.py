@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import httpx2
+import jwt
 import pytest
 from mcp import ClientSession, MCPError
 from mcp.client.streamable_http import streamable_http_client
@@ -21,6 +22,7 @@ from tabard.audit import AuditLog
 from tabard.clock import SystemClock
 from tabard.gateway import DENIED, Gateway
 from tests.integration.gateway_world import (
+    INSTANCE,
     PLANTED,
     UPSTREAM_SECRET,
     GatewayWorld,
@@ -71,6 +73,31 @@ def test_allowed_tool_works_and_the_upstream_gets_the_injected_credential(
     seen = world.sse_upstream.seen[before:]
     assert seen and all(h.get("authorization") == f"Bearer {UPSTREAM_SECRET}" for h in seen)
     assert not any("tabard-agent-token" in h for h in seen)  # the agent's token is stripped
+
+
+def test_a_downstream_jwt_route_gets_a_fresh_token_the_upstream_verifies_with_the_as_jwks(
+        world: GatewayWorld) -> None:
+    before = len(world.json_upstream.seen)
+
+    async def work(session: ClientSession) -> Any:
+        return await session.call_tool("github.read_repo", {"repo": "tabard"})
+
+    result = run(world, "alice", work, route="demo-jwt")
+    assert not result.is_error
+    seen = world.json_upstream.seen[before:]
+    tokens = {h["authorization"].removeprefix("Bearer ") for h in seen}
+    assert len(tokens) == len(seen) > 1  # one token per request, each its own jti
+    jwks = jwt.PyJWKSet.from_dict(world.oauth.jwks())
+    for token in tokens:
+        header = jwt.get_unverified_header(token)
+        assert header["typ"] == "JWT"  # never an access token of the AS
+        key = next(k for k in jwks.keys if k.key_id == header["kid"])
+        claims = jwt.decode(token, key.key, algorithms=[header["alg"]],
+                            audience=world.routes.get("demo-jwt").upstream,
+                            issuer=world.oauth.issuer)
+        assert claims["sub"] == "alice"
+        assert claims["act"]["sub"] == str(INSTANCE)
+        assert claims["exp"] - claims["iat"] <= 60
 
 
 def test_denied_tool_is_a_jsonrpc_error_naming_the_reason(world: GatewayWorld) -> None:

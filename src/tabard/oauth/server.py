@@ -74,6 +74,7 @@ from tabard.spiffe import (
 )
 
 __all__ = [
+    "DownstreamJwtSigner",
     "ASSERTION_JWT_BEARER",
     "ASSERTION_JWT_SPIFFE",
     "DEMO_ISSUER_PATH",
@@ -873,6 +874,14 @@ class AuthorizationServer:
             raise InvalidToken(str(exc)) from None
         return dict(verified.claims)
 
+    def sign_downstream(self, claims: Mapping[str, Any]) -> str:
+        """A downstream JWT (the vault's just-in-time provider) under the AS key, verifiable
+        with the AS JWKS. Its ``typ`` is ``JWT``, never ``at+jwt``, so it cannot pass as an
+        access token of this AS (which accepts only ``at+jwt``)."""
+        key = self._keys.active
+        return pyjwt.encode(dict(claims), key.private_key, algorithm=key.algorithm,
+                            headers={"kid": key.kid, "typ": "JWT"})
+
     # --- introspection and revocation -------------------------------------------------------
 
     def introspect(self, token: str | None) -> dict[str, Any]:
@@ -1042,3 +1051,17 @@ def _jwks_resolver(jwks: Mapping[str, Any]) -> KeyResolver:
 
     return resolve
 
+
+class DownstreamJwtSigner:
+    """The vault's ``DownstreamSigner`` port over an authorization server: downstream JWTs
+    (``aud`` = the upstream) signed with the AS key, verifiable with the AS JWKS."""
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        self._server = server
+
+    @property
+    def issuer(self) -> str:
+        return self._server.issuer
+
+    def sign(self, claims: Mapping[str, Any]) -> str:
+        return self._server.sign_downstream(claims)
