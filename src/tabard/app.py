@@ -11,7 +11,7 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from tabard.node import NodeReady, NodeSettings, run_node
 from tabard.node import NodeService as NodeAgent
 from tabard.oauth import (
     AuthorizationServer,
-    DownstreamJwtSigner,
     DirectoryUsers,
+    DownstreamJwtSigner,
     RegistryAgents,
     SigningKeys,
     TrustedIssuer,

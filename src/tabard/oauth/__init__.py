@@ -44,9 +44,9 @@ from tabard.oauth.server import (
     TOKEN_TYPE_ID,
     TOKEN_TYPE_JWT,
     AuthorizationServer,
-    DownstreamJwtSigner,
     Client,
     DemoIssuerDisabled,
+    DownstreamJwtSigner,
     agent_name_of,
 )
 
@@ -65,11 +65,11 @@ __all__ = [
     "AgentFacts",
     "AgentLookup",
     "AuthorizationServer",
-    "DownstreamJwtSigner",
     "Client",
     "ClientStore",
     "DemoIssuerDisabled",
     "DirectoryUsers",
+    "DownstreamJwtSigner",
     "InvalidClient",
     "InvalidClientMetadata",
     "InvalidGrant",

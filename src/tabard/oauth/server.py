@@ -74,7 +74,6 @@ from tabard.spiffe import (
 )
 
 __all__ = [
-    "DownstreamJwtSigner",
     "ASSERTION_JWT_BEARER",
     "ASSERTION_JWT_SPIFFE",
     "DEMO_ISSUER_PATH",
@@ -89,6 +88,7 @@ __all__ = [
     "AuthorizationServer",
     "Client",
     "DemoIssuerDisabled",
+    "DownstreamJwtSigner",
     "agent_name_of",
 ]
 
