@@ -49,3 +49,7 @@ __all__ += ["SqlLeaseStore", "SqlSecretStore"]
 from tabard.store.audit import SqlAuditStore  # noqa: E402
 
 __all__ += ["SqlAuditStore"]
+
+from tabard.store.signals import PgSignalListener, SqlSignalStore  # noqa: E402
+
+__all__ += ["PgSignalListener", "SqlSignalStore"]
