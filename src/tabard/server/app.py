@@ -30,6 +30,7 @@ from tabard.server.routes import (
     scim,
 )
 from tabard.server.routes import audit as audit_routes
+from tabard.server.routes import signals as signal_routes
 from tabard.server.routes import vault as vault_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -83,4 +84,5 @@ def create_app(services: ServerServices) -> FastAPI:
     app.include_router(vault_routes.router)
     app.include_router(vault_routes.leases_router)
     app.include_router(audit_routes.router)
+    app.include_router(signal_routes.router)
     return app

@@ -26,7 +26,7 @@ from tabard.signals.model import (
     TargetKind,
     targets_of,
 )
-from tabard.signals.ports import Change, HookRunner, KillEffects, SignalStore
+from tabard.signals.ports import Change, HookRunner, KillAudit, KillEffects, SignalStore
 from tabard.signals.service import KillSwitch
 from tabard.signals.sse import SseMessage, SseParser, encode_comment, encode_message
 
@@ -35,6 +35,7 @@ __all__ = [
     "HookRunner",
     "InvalidKillError",
     "KillAction",
+    "KillAudit",
     "KillConflictError",
     "KillEffects",
     "KillEntry",

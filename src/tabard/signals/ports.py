@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from tabard.signals.model import KillAction, KillEntry, KillState, KillTarget, SignalEvent
 
-__all__ = ["Change", "HookRunner", "KillEffects", "SignalStore"]
+__all__ = ["Change", "HookRunner", "KillAudit", "KillEffects", "SignalStore"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +72,11 @@ class HookRunner(Protocol):
         """Run the agent's suspension hook; None when the agent has none."""
         ...
 
+
+
+class KillAudit(Protocol):
+    def record(self, operation: str, target: KillTarget, actor: str,
+               details: Mapping[str, Any], outcome: str) -> None:
+        """Write one ``kill_switch`` record durably (``outcome``: success, failure, error);
+        raise (``Unavailable``) when it cannot: the change is then refused."""
+        ...

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from tabard.audit import AuditEvent, AuditKind, AuditLog, Outcome, What, Who
 from tabard.clock import Clock
 from tabard.errors import TabardError
 from tabard.signals.errors import InvalidKillError, KillConflictError
@@ -38,21 +37,11 @@ from tabard.signals.model import (
     SignalEvent,
     TargetKind,
 )
-from tabard.signals.ports import Change, HookRunner, KillEffects, SignalStore
+from tabard.signals.ports import Change, HookRunner, KillAudit, KillEffects, SignalStore
 
 __all__ = ["KillSwitch"]
 
 log = logging.getLogger("tabard.signals")
-
-
-def _who(target: KillTarget) -> Who:
-    if target.kind is TargetKind.AGENT:
-        return Who(agent=target.value)
-    if target.kind is TargetKind.INSTANCE:
-        return Who.of_spiffe_id(target.value)
-    if target.kind is TargetKind.USER:
-        return Who(user=target.value)
-    return Who(node=target.value)
 
 
 def _reason(reason: str) -> str:
@@ -63,7 +52,7 @@ def _reason(reason: str) -> str:
 
 class KillSwitch:
     def __init__(self, store: SignalStore, hub: SignalHub, clock: Clock, *,
-                 audit: AuditLog | None = None, effects: KillEffects | None = None,
+                 audit: KillAudit | None = None, effects: KillEffects | None = None,
                  hooks: HookRunner | None = None, background_hooks: bool = True) -> None:
         self._store = store
         self.hub = hub
@@ -88,15 +77,13 @@ class KillSwitch:
     # --- changing ------------------------------------------------------------------------
 
     def _record(self, action: str, target: KillTarget, actor: str, details: Mapping[str, Any],
-                outcome: Outcome = Outcome.SUCCESS) -> None:
+                outcome: str = "success") -> None:
         if self._audit is None:
             return
-        self._audit.append(AuditEvent(
-            kind=AuditKind.KILL_SWITCH, actor=actor, who=_who(target),
-            what=What(operation=f"kill.{action}", target=str(target)),
-            outcome=outcome, details=dict(details)))
+        self._audit.record(f"kill.{action}", target, actor, dict(details), outcome)
 
-    def _commit(self, target: KillTarget, decide: Any) -> SignalEvent:
+    def _commit(self, target: KillTarget,
+                decide: Callable[[tuple[KillEntry, ...]], Change]) -> SignalEvent:
         event = self._store.commit(target, self._clock.now(), decide)
         try:
             self.hub.poke()
@@ -189,7 +176,7 @@ class KillSwitch:
     # --- after a suspension ----------------------------------------------------------------
 
     def _safe_record(self, action: str, target: KillTarget, actor: str,
-                     details: Mapping[str, Any], outcome: Outcome = Outcome.SUCCESS) -> None:
+                     details: Mapping[str, Any], outcome: str = "success") -> None:
         try:
             self._record(action, target, actor, details, outcome)
         except TabardError as exc:
@@ -203,7 +190,7 @@ class KillSwitch:
                 self._safe_record("revoke", target, actor, {"event_id": event.id, **counts})
             except TabardError as exc:
                 self._safe_record("revoke", target, actor,
-                                  {"event_id": event.id, "error": exc.message}, Outcome.ERROR)
+                                  {"event_id": event.id, "error": exc.message}, "error")
         if target.kind is not TargetKind.AGENT or self._hooks is None:
             return
         if self._background:
@@ -227,4 +214,4 @@ class KillSwitch:
         ok, detail = result
         self._safe_record("hook", target, actor, {"event_id": event.id, "ok": ok,
                                                   "detail": detail},
-                          Outcome.SUCCESS if ok else Outcome.FAILURE)
+                          "success" if ok else "failure")

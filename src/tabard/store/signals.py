@@ -90,7 +90,7 @@ class PgSignalListener:
     notification (and once after every (re)connection, so nothing committed while it was
     away is missed). Only for PostgreSQL."""
 
-    def __init__(self, db: Database, on_notify: Callable[[], None], *,
+    def __init__(self, db: Database, on_notify: Callable[[], object], *,
                  poll: float = 1.0) -> None:
         if db.dialect != "postgresql":
             raise ValueError("LISTEN/NOTIFY needs PostgreSQL")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tabard.app import KillAuditTrail
 from tabard.audit import AuditLog
 from tabard.clock import FakeClock
 from tabard.errors import Unavailable
@@ -44,7 +45,8 @@ def switch(db: Database, audit: AuditLog | None = None) -> KillSwitch:
     store = SqlSignalStore(db)
     hub = SignalHub(store)
     hub.load()
-    return KillSwitch(store, hub, FakeClock(), audit=audit)
+    return KillSwitch(store, hub, FakeClock(),
+                      audit=KillAuditTrail(audit) if audit is not None else None)
 
 
 def test_suspend_narrow_resume_keep_entries_and_log_in_step(db: Database) -> None:
