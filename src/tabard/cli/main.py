@@ -18,6 +18,7 @@ from tabard.cli import agents as agents_cli
 from tabard.cli import audit as audit_cli
 from tabard.cli import directory as directory_cli
 from tabard.cli import inventory as inventory_cli
+from tabard.cli import kill as kill_cli
 from tabard.cli import oauth as oauth_cli
 from tabard.cli import policy as policy_cli
 from tabard.cli import secrets as secrets_cli
@@ -47,6 +48,7 @@ oauth_cli.register(app)
 policy_cli.register(app)
 secrets_cli.register(app)
 audit_cli.register(app)
+kill_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
