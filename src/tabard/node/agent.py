@@ -117,10 +117,14 @@ class Changes:
 
     def __init__(self) -> None:
         self.version = 0
+        self.urgent_version = -1
         self._event = asyncio.Event()
 
-    def bump(self) -> None:
+    def bump(self, *, urgent: bool = False) -> None:
+        """Wake every waiter; ``urgent`` changes (the kill switch) skip the push jitter."""
         self.version += 1
+        if urgent:
+            self.urgent_version = self.version
         event, self._event = self._event, asyncio.Event()
         event.set()
 
@@ -757,7 +761,7 @@ class NodeAgent:
     def kill_list_changed(self, *_: object) -> None:
         """Every Workload API stream re-evaluates its caller now: a suspended one ends with
         PermissionDenied, a resumed one is served again."""
-        self.changes.bump()
+        self.changes.bump(urgent=True)
 
     def _suspension(self, spiffe_id: SpiffeId | str) -> str | None:
         kill = self.kill_list
