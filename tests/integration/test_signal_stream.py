@@ -23,7 +23,7 @@ from tabard.app import ControlPlane, build_control_plane
 from tabard.config import Settings
 from tabard.server import create_app
 from tabard.server.routes import signals as signal_routes
-from tabard.signals import SignalFollower, SseMessage, SseParser, TargetKind
+from tabard.signals import KillTarget, SignalFollower, SseMessage, SseParser, TargetKind
 
 TD = "example.org"
 INSTANCE = f"spiffe://{TD}/agent/trading/instance/i-1"
@@ -34,31 +34,43 @@ class Served:
     plane: ControlPlane
     url: str
     token: str
+    port: int
+    running: tuple[uvicorn.Server, threading.Thread]
 
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10,
                             headers={"authorization": f"Bearer {self.token}"})
 
 
-@pytest.fixture
-def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
-    monkeypatch.delenv("TABARD_KEK", raising=False)
-    plane = build_control_plane(Settings(trust_domain=TD, data_dir=tmp_path / "data"))
+def start(plane: ControlPlane, port: int = 0) -> tuple[uvicorn.Server, threading.Thread]:
     services = plane.server_services()
     services.signal_heartbeat = 0.2
-    app = create_app(services)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="off", timeout_graceful_shutdown=1))
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
+                                           log_config=None, lifespan="off",
+                                           timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread
+
+
+def stop(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.delenv("TABARD_KEK", raising=False)
+    plane = build_control_plane(Settings(trust_domain=TD, data_dir=tmp_path / "data"))
+    running = start(plane)
+    port = running[0].servers[0].sockets[0].getsockname()[1]
     try:
-        yield Served(plane, f"http://127.0.0.1:{port}", plane.admin_tokens.create("ops").token)
+        yield Served(plane, f"http://127.0.0.1:{port}", plane.admin_tokens.create("ops").token,
+                     port, running)
     finally:
-        server.should_exit = True
-        thread.join(5)
+        stop(*running)
         plane.close()
 
 
@@ -158,6 +170,39 @@ def test_follower_keeps_its_kill_list_in_step(served: Served) -> None:
             restriction = follower.kill_list.for_workload(INSTANCE)
             assert restriction is not None and restriction.suspension is not None
             assert restriction.suspension.target.kind is TargetKind.INSTANCE
+        finally:
+            task.cancel()
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_follower_catches_up_after_the_server_comes_back(served: Served) -> None:
+    """Changes made while the follower is cut off arrive after reconnection (``?after=``),
+    in order; the periodic resync is a second path to the same state."""
+    assert served.plane.kill is not None
+    switch = served.plane.kill
+
+    async def main() -> None:
+        client = httpx.AsyncClient(headers={"authorization": f"Bearer {served.token}"})
+        follower = SignalFollower(lambda: client, served.url, heartbeat_timeout=1.0,
+                                  backoff_base=0.05, backoff_cap=0.2)
+        seen: list[int] = []
+        follower.on_change(lambda e: seen.append(e.id) if e is not None else None)
+        task = asyncio.create_task(follower.run())
+        try:
+            await asyncio.wait_for(follower.synced.wait(), 10)
+            await asyncio.to_thread(stop, *served.running)
+            for i in range(3):  # written while no server answers
+                await asyncio.to_thread(switch.suspend, KillTarget(TargetKind.USER, f"u{i}"),
+                                        actor="admin:ops")
+            served.running = await asyncio.to_thread(start, served.plane, served.port)
+            deadline = time.monotonic() + 10
+            while follower.kill_list.last_event_id < 3:
+                assert time.monotonic() < deadline, seen
+                await asyncio.sleep(0.02)
+            assert seen == [1, 2, 3] and follower.resyncs == 1  # replayed, not resynced
+            assert follower.kill_list.snapshot() == switch.state()
         finally:
             task.cancel()
             await client.aclose()

@@ -160,6 +160,7 @@ async def signals_stream(
 
     async def body() -> AsyncIterator[bytes]:
         stop_task = asyncio.ensure_future(stopping.wait()) if stopping is not None else None
+        get_task: asyncio.Future[SignalEvent | None] | None = None
         try:
             sent: int
             if position is None:
@@ -206,10 +207,11 @@ async def signals_stream(
                 sent = got.id
         finally:
             unsubscribe()
-            if stop_task is not None:
-                stop_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stop_task
+            for task in (get_task, stop_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"cache-control": "no-store",
