@@ -15,7 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import audit, authority, instances, oauth, policy, registry, workload
+from bench import audit, authority, instances, killswitch, oauth, policy, registry, workload
 from bench import dlp as dlp_bench
 from bench.harness import Figure
 
@@ -28,6 +28,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "policy": policy.run,
     "dlp": dlp_bench.run,
     "audit": audit.run,
+    "killswitch": killswitch.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -11,7 +11,7 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ from tabard.policy import (
     Approver,
     DelegationMode,
     InstanceFacts,
+    KillFacts,
+    KillFactsSource,
     PolicyEngine,
     PolicyService,
     UserFacts,
@@ -87,6 +89,14 @@ from tabard.registry import (
 from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
+from tabard.signals import (
+    KillSwitch,
+    KillTarget,
+    SignalHub,
+    SuspendHookRunner,
+    TargetKind,
+    targets_of,
+)
 from tabard.spiffe import Bundle, SpiffeIdError, TrustDomain
 from tabard.store import (
     Database,
@@ -111,6 +121,7 @@ from tabard.store import (
     SqlRouteStore,
     SqlScimTokenStore,
     SqlSecretStore,
+    SqlSignalStore,
     SqlUserStore,
 )
 from tabard.vault import EnvelopeCipher, Leases, Vault
@@ -129,6 +140,7 @@ __all__ = [
     "build_control_plane",
     "build_directory",
     "build_inventory",
+    "build_kill_switch",
     "build_oauth",
     "build_policies",
     "build_registry",
@@ -250,10 +262,20 @@ class _PolicyFacts:
     """The policy engine's facts ports over the registry and the directory."""
 
     def __init__(self, agents: AgentService, instances: InstanceService,
-                 people: DirectoryService) -> None:
+                 people: DirectoryService, nodes: SqlNodeStore | None = None) -> None:
         self._agents = agents
         self._instances = instances
         self._people = people
+        self._nodes = nodes
+        self._node_ids: dict[str, str | None] = {}
+
+    def _node(self, node_id: str) -> str | None:
+        if self._nodes is None:
+            return None
+        if node_id not in self._node_ids:  # a node's SPIFFE ID never changes
+            record = self._nodes.get(node_id)
+            self._node_ids[node_id] = str(record.spiffe_id) if record else None
+        return self._node_ids[node_id]
 
     def agent(self, name: str) -> AgentFacts | None:
         try:
@@ -277,7 +299,8 @@ class _PolicyFacts:
         if instance is None or instance.agent is None:
             return None
         return InstanceFacts(str(instance.spiffe_id), instance.agent,
-                             retired=instance.retired_at is not None)
+                             retired=instance.retired_at is not None,
+                             node=self._node(instance.node_id))
 
     def user(self, user_name: str) -> UserFacts | None:
         user = self._people.find_user(user_name)
@@ -290,11 +313,12 @@ class _PolicyFacts:
 
 
 def build_policies(settings: Settings, db: Database, clock: Clock, registry: RegistryServices,
-                   agents: AgentServices, people: DirectoryService) -> PolicyService:
+                   agents: AgentServices, people: DirectoryService,
+                   kill: KillFactsSource | None = None) -> PolicyService:
     """The policy engine over the registry's and directory's facts, subscribed to their
     changes, with the newest stored policy epoch loaded."""
-    facts = _PolicyFacts(agents.agents, registry.instances, people)
-    engine = PolicyEngine(facts, facts, trust_domain=settings.trust_domain)
+    facts = _PolicyFacts(agents.agents, registry.instances, people, SqlNodeStore(db))
+    engine = PolicyEngine(facts, facts, trust_domain=settings.trust_domain, kill=kill)
     agents.changes.subscribe(engine.facts_changed)
     people.on_change(engine.facts_changed)
     service = PolicyService(SqlPolicyStore(db), engine, clock)
@@ -334,6 +358,7 @@ class ControlPlane:
     audit: AuditLog | None = None
     routes: RouteService | None = None
     approvals: ApprovalService | None = None
+    kill: KillSwitch | None = None
 
     def server_services(self) -> ServerServices:
         return ServerServices(
@@ -359,6 +384,7 @@ class ControlPlane:
             audit=self.audit,
             routes=self.routes,
             approvals=self.approvals,
+            kill=self.kill,
         )
 
     def bootstrap_admin_token(self) -> IssuedAdminToken | None:
@@ -437,17 +463,21 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     directory = build_directory(db, clock)
     audit = build_audit(settings, db, clock, authority)
     agents = build_agents(settings, db, clock, registry, directory.people, audit=audit)
+    hub = SignalHub(SqlSignalStore(db))
+    hub.load()
+    policies = build_policies(settings, db, clock, registry, agents, directory.people,
+                              kill=KillListFacts(hub))
+    hub.subscribe(policies.engine.facts_changed)  # after the kill list has the event
+    oauth = build_oauth(settings, db, clock, authority, key_manager, agents.agents,
+                        directory.people, audit=audit)
     vault = build_vault(db, clock, kek)
+    kill = build_kill_switch(settings, db, clock, hub, agents=agents.agents, audit=audit,
+                             leases=vault.leases)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
-                        agents=agents,
-                        oauth=build_oauth(settings, db, clock, authority, key_manager,
-                                          agents.agents, directory.people, audit=audit),
-                        policies=build_policies(settings, db, clock, registry, agents,
-                                                directory.people),
-                        vault=vault,
-                        audit=audit,
+                        agents=agents, oauth=oauth, policies=policies, vault=vault,
+                        audit=audit, kill=kill,
                         routes=build_routes(settings, db, clock, vault.secrets),
                         approvals=build_approvals(db, clock, directory.people, audit))
 
@@ -507,7 +537,7 @@ def serve(plane: ControlPlane, *, on_ready: Callable[[Endpoints], None] | None =
                 user_ready(endpoints)
 
     background = [_rotation_loop(plane), tls.refresh_loop(), _agents_loop(plane),
-                  _vault_loop(plane)]
+                  _vault_loop(plane), _signals_loop(plane)]
     if gateway_ready is not None:
         from tabard.gateway.serve import serve_gateway
 
@@ -559,8 +589,18 @@ def serve_gateway_process(plane: ControlPlane,
 
     g = plane.settings.gateway
     plane.policies.load()
-    asyncio.run(serve_gateway(build_gateway(plane), g.host, g.port, public_url=g.public_url,
-                              on_ready=on_ready, handle_signals=True))
+
+    async def run() -> None:
+        # the kill list follows the signal log (LISTEN/NOTIFY on PostgreSQL, polling as the
+        # fallback), so a suspension reaches this gateway's decisions without a restart
+        follow = asyncio.create_task(_signals_loop(plane))
+        try:
+            await serve_gateway(build_gateway(plane), g.host, g.port, public_url=g.public_url,
+                                on_ready=on_ready, handle_signals=True)
+        finally:
+            follow.cancel()
+
+    asyncio.run(run())
 
 
 def write_ready_file(path: Path, values: dict[str, Any]) -> None:
@@ -774,6 +814,108 @@ class _AuditedApprovals:
                      approval.decided_by or "tabard", outcome)
 
 
+
+# --- kill switch ----------------------------------------------------------------------------
+
+
+class KillListFacts:
+    """The policy engine's ``KillFactsSource`` over this replica's kill list."""
+
+    def __init__(self, hub: SignalHub) -> None:
+        self._list = hub.kill_list
+
+    def restriction(self, *, agent: str, instance: str, user: str | None,
+                    node: str | None) -> KillFacts | None:
+        found = self._list.restriction(targets_of(spiffe_id=instance, agent=agent, user=user,
+                                                  node=node))
+        if found is None:
+            return None
+        s, n = found.suspension, found.narrowing
+        return KillFacts(
+            suspended=(f"kill switch: {s.target} is suspended"
+                       + (f" ({s.reason})" if s.reason else "")) if s is not None else None,
+            read_only=n.read_only if n else False,
+            blocked_categories=n.blocked_categories if n else frozenset(),
+            approval_above=n.approval_above if n else None)
+
+
+class KillEffects:
+    """The kill switch's effects on the registry (lifecycle), the OAuth AS's token records
+    and the vault's leases (``tabard.signals.KillEffects``)."""
+
+    def __init__(self, agents: AgentService, tokens: SqlOAuthTokenStore, leases: Leases,
+                 clock: Clock, trust_domain: TrustDomain) -> None:
+        self._agents = agents
+        self._tokens = tokens
+        self._leases = leases
+        self._clock = clock
+        self._td = trust_domain
+
+    def check(self, target: KillTarget) -> None:
+        if target.kind is TargetKind.AGENT:
+            self._agents.get(target.value)  # raises AgentNotFoundError
+
+    def suspend_lifecycle(self, agent: str, *, actor: str, reason: str) -> bool:
+        if self._agents.get(agent).state not in (AgentState.ACTIVE,
+                                                 AgentState.PENDING_RECERTIFICATION):
+            return False
+        self._agents.suspend(agent, actor=actor, reason=reason)
+        return True
+
+    def resume_lifecycle(self, agent: str, *, actor: str, reason: str) -> bool:
+        if self._agents.get(agent).state is not AgentState.SUSPENDED:
+            return False
+        self._agents.resume(agent, actor=actor, reason=reason)
+        return True
+
+    def revoke(self, target: KillTarget) -> dict[str, int]:
+        from tabard.store.oauth import revoke_for_principal
+
+        now = self._clock.now()
+        if target.kind is TargetKind.AGENT:
+            prefix = f"spiffe://{self._td.name}/agent/{target.value}/"
+            return {"tokens": revoke_for_principal(self._tokens, prefix=prefix, at=now)
+                    + revoke_for_principal(self._tokens, exact=prefix.rstrip("/"), at=now),
+                    "leases": self._leases.revoke_agent(target.value)}
+        if target.kind is TargetKind.INSTANCE:
+            return {"tokens": revoke_for_principal(self._tokens, exact=target.value, at=now),
+                    "leases": self._leases.revoke_instance(target.value)}
+        if target.kind is TargetKind.USER:
+            return {"tokens": revoke_for_principal(self._tokens, subject=target.value,
+                                                   at=now)}
+        return {}
+
+    def hook_context(self, agent: str) -> dict[str, Any] | None:
+        try:
+            a = self._agents.get(agent)
+        except AgentNotFoundError:
+            return None
+        return {"name": a.name, "owner": a.owner, "state": a.state.value,
+                "spiffe_id_prefix": f"spiffe://{self._td.name}/agent/{a.name}/"}
+
+
+class KillAuditTrail:
+    """The kill switch's ``KillAudit`` port over the audit log (kind ``kill_switch``)."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self._audit = audit
+
+    def record(self, operation: str, target: KillTarget, actor: str,
+               details: Mapping[str, Any], outcome: str) -> None:
+        if target.kind is TargetKind.AGENT:
+            who = Who(agent=target.value)
+        elif target.kind is TargetKind.INSTANCE:
+            who = Who.of_spiffe_id(target.value)
+        elif target.kind is TargetKind.USER:
+            who = Who(user=target.value)
+        else:
+            who = Who(node=target.value)
+        self._audit.append(AuditEvent(kind=AuditKind.KILL_SWITCH, actor=actor, who=who,
+                                      what=What(operation=operation, target=str(target)),
+                                      outcome=outcome, details=dict(details)))
+
+
+
 def build_routes(settings: Settings, db: Database, clock: Clock,
                  vault: Vault) -> RouteService:
     """Routes from ``[[gateway.routes]]`` (read-only) over routes in SQL. REST writes are
@@ -789,3 +931,42 @@ def build_approvals(db: Database, clock: Clock, people: DirectoryService,
                     audit: AuditLog | None) -> ApprovalService:
     return ApprovalService(SqlApprovalStore(db), _DirectoryApprovers(people), clock,
                            recorder=_AuditedApprovals(audit) if audit is not None else None)
+
+
+def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: SignalHub, *,
+                      agents: AgentService, audit: AuditLog | None,
+                      leases: Leases) -> KillSwitch:
+    """The kill switch over the signal log, with its effects and the suspension hooks of
+    ``<data_dir>/hooks/suspend`` (``docs/design/kill-switch.md``)."""
+    effects = KillEffects(agents, SqlOAuthTokenStore(db), leases, clock,
+                          TrustDomain(settings.trust_domain))
+    hooks = SuspendHookRunner(settings.data_dir / "hooks",
+                              timeout=settings.agents.hook_timeout.total_seconds())
+    return KillSwitch(SqlSignalStore(db), hub, clock,
+                      audit=KillAuditTrail(audit) if audit is not None else None,
+                      effects=effects, hooks=hooks)
+
+
+async def _signals_loop(plane: ControlPlane, interval: float = 2.0) -> None:
+    """Publish changes made by other replicas: at once through PostgreSQL ``LISTEN``, and
+    by reading the log every ``interval`` as a fallback (the only way on SQLite, where a
+    second process writing is the CLI's offline path)."""
+    kill = plane.kill
+    if kill is None:
+        return
+    listener = None
+    if plane.db.dialect == "postgresql":
+        from tabard.store import PgSignalListener
+
+        listener = PgSignalListener(plane.db, kill.hub.poke)
+        listener.start()
+    try:
+        while True:
+            try:
+                await asyncio.to_thread(kill.hub.poke)
+            except Exception:
+                log.exception("reading the signal log failed")
+            await asyncio.sleep(interval)
+    finally:
+        if listener is not None:
+            await asyncio.to_thread(listener.stop)

@@ -28,7 +28,7 @@ from tests.support.platform import DevPlatform, run_cli
 TD = "example.org"
 DIGEST = "sha256:" + "ab" * 32
 COMMANDS = ["register", "list", "show", "update", "promote", "recertify", "activate",
-            "suspend", "resume", "transfer", "attest", "retire", "events", "residual",
+            "suspend", "narrow", "resume", "transfer", "attest", "retire", "events", "residual",
             "orphans"]
 
 

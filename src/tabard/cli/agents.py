@@ -422,21 +422,68 @@ def agents_activate(name: NameArg, reason: ReasonOpt = "", server: ServerOpt = N
 @agents_app.command("suspend")
 def agents_suspend(name: NameArg, reason: ReasonOpt = "", server: ServerOpt = None,
                    json_out: JsonOpt = False) -> None:
-    """Suspend an agent: no SVIDs until it is resumed.
+    """Suspend an agent with the kill switch: every node stops serving its SVIDs, gateways
+    deny, its tokens and leases are revoked; its lifecycle moves to suspended.
 
     Example: tabard agents suspend trading --reason 'incident 42'
     """
-    _state_command("suspend", name, reason, server, json_out)
+    from tabard.cli.kill import kill_path
+
+    client = AdminClient(server)
+    answer = client.post(kill_path("agent", _name(name), "suspend"), {"reason": reason})
+    agent = client.get(_path(name))
+    if json_out:
+        print_json({"agent": agent, "kill": answer})
+        return
+    console.print(f"agent {agent['name']} is {agent['state']} (kill switch, signal "
+                  f"{answer['event']['id']})", markup=False)
+
+
+@agents_app.command("narrow")
+def agents_narrow(
+    name: NameArg,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Deny mutating operations.")]
+    = False,
+    block_category: Annotated[list[str] | None, typer.Option(
+        "--block-category", help="Deny tools of this category (repeatable).")] = None,
+    approval_above: Annotated[int | None, typer.Option(
+        "--approval-above", min=0, max=100,
+        help="A human approves operations of higher risk.")] = None,
+    reason: ReasonOpt = "", server: ServerOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Narrow an agent with the kill switch (graduated response), everywhere at once.
+
+    Example: tabard agents narrow trading --read-only --block-category payments -r 'review'
+    """
+    from tabard.cli.kill import kill_path, narrow_body, print_change
+
+    body = narrow_body(reason, read_only, block_category, approval_above)
+    print_change(AdminClient(server).post(kill_path("agent", _name(name), "narrow"), body),
+                 json_out)
 
 
 @agents_app.command("resume")
 def agents_resume(name: NameArg, reason: ReasonOpt = "", server: ServerOpt = None,
                   json_out: JsonOpt = False) -> None:
-    """Resume a suspended agent.
+    """Resume an agent: lift what the kill switch set (its suspension and narrowing, and the
+    lifecycle suspension only if the kill switch made it); with nothing of the kill switch
+    in force, resume a suspension the lifecycle made (e.g. the orphan sweep).
 
     Example: tabard agents resume trading --reason 'incident 42 closed'
     """
-    _state_command("resume", name, reason, server, json_out)
+    from tabard.cli.kill import kill_path
+
+    client = AdminClient(server)
+    answer = client.post(kill_path("agent", _name(name), "resume"), {"reason": reason})
+    if answer["event"] is None:
+        _state_command("resume", name, reason, server, json_out)
+        return
+    agent = client.get(_path(name))
+    if json_out:
+        print_json({"agent": agent, "kill": answer})
+        return
+    console.print(f"agent {agent['name']} is {agent['state']} (kill switch lifted, signal "
+                  f"{answer['event']['id']})", markup=False)
 
 
 @agents_app.command("transfer")

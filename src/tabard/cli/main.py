@@ -19,6 +19,7 @@ from tabard.cli import audit as audit_cli
 from tabard.cli import directory as directory_cli
 from tabard.cli import gateway as gateway_cli
 from tabard.cli import inventory as inventory_cli
+from tabard.cli import kill as kill_cli
 from tabard.cli import oauth as oauth_cli
 from tabard.cli import policy as policy_cli
 from tabard.cli import secrets as secrets_cli
@@ -49,6 +50,7 @@ policy_cli.register(app)
 secrets_cli.register(app)
 audit_cli.register(app)
 gateway_cli.register(app)
+kill_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,6 +44,7 @@ from tabard.node.errors import (
     JoinTokenRequiredError,
     NoIdentityError,
     ServerResponseError,
+    SuspendedError,
 )
 from tabard.node.ports import (
     INSTANCE_PLACEHOLDER,
@@ -57,6 +58,7 @@ from tabard.node.ports import (
 )
 from tabard.node.serverclient import MAX_X509_BATCH
 from tabard.node.state import NodeStateStore
+from tabard.signals import KillList
 from tabard.spiffe import Bundle, BundleSet, SpiffeId, SpiffeIdError, TrustDomain
 from tabard.spiffe.jwtsvid import JwtSvid, verify_jwt_svid
 
@@ -88,6 +90,8 @@ class AgentTimings:
     backoff_cap: float = 30.0
     push_jitter: float = 0.1
     jwt_cache_size: int = 10_000
+    signal_heartbeat_timeout: float = 45.0
+    signal_resync_interval: float = 300.0
 
 
 class Backoff:
@@ -113,10 +117,14 @@ class Changes:
 
     def __init__(self) -> None:
         self.version = 0
+        self.urgent_version = -1
         self._event = asyncio.Event()
 
-    def bump(self) -> None:
+    def bump(self, *, urgent: bool = False) -> None:
+        """Wake every waiter; ``urgent`` changes (the kill switch) skip the push jitter."""
         self.version += 1
+        if urgent:
+            self.urgent_version = self.version
         event, self._event = self._event, asyncio.Event()
         event.set()
 
@@ -278,6 +286,7 @@ class NodeAgent:
         self._stopping = False
         self._last_demand_sync = float("-inf")
         self._sync_lock = asyncio.Lock()
+        self.kill_list: KillList | None = None
 
     # --- identity --------------------------------------------------------------------------
 
@@ -569,6 +578,9 @@ class NodeAgent:
             owner = self._entries_by_id.get(instance.entry_id)
             if owner is not None and self._needs_mint(owner, instance, now):
                 due.append((owner, instance))
+        if self.kill_list is not None and len(self.kill_list):  # no SVIDs for the suspended
+            due = [(e, i) for e, i in due
+                   if self._suspension(i.spiffe_id if i else e.spiffe_id) is None]
         return due
 
     def _needs_mint(self, entry: Entry, instance: Instance | None, now: datetime) -> bool:
@@ -739,6 +751,48 @@ class NodeAgent:
                 return False
         return True
 
+    # --- kill switch ---------------------------------------------------------------------
+
+    def use_kill_list(self, kill_list: KillList) -> None:
+        """Enforce the kill switch from ``kill_list`` (kept current by a signal follower,
+        which calls :meth:`kill_list_changed` after every change)."""
+        self.kill_list = kill_list
+
+    def kill_list_changed(self, *_: object) -> None:
+        """Every Workload API stream re-evaluates its caller now: a suspended one ends with
+        PermissionDenied, a resumed one is served again."""
+        self.changes.bump(urgent=True)
+
+    def _suspension(self, spiffe_id: SpiffeId | str) -> str | None:
+        kill = self.kill_list
+        if kill is None or not len(kill):
+            return None
+        node = str(self._credentials.spiffe_id) if self._credentials is not None else None
+        found = kill.for_workload(str(spiffe_id), node)
+        if found is None or found.suspension is None:
+            return None
+        s = found.suspension
+        return f"{s.target} is suspended by the kill switch" + (
+            f" ({s.reason})" if s.reason else "")
+
+    def _enforce(
+        self, identities: list[tuple[Entry, Instance | None]]
+    ) -> list[tuple[Entry, Instance | None]]:
+        """Drop the identities the kill switch suspends; refuse when none is left."""
+        if self.kill_list is None or not identities:
+            return identities
+        kept: list[tuple[Entry, Instance | None]] = []
+        reason = ""
+        for entry, instance in identities:
+            why = self._suspension(instance.spiffe_id if instance else entry.spiffe_id)
+            if why is None:
+                kept.append((entry, instance))
+            else:
+                reason = why
+        if not kept:
+            raise SuspendedError(reason)
+        return kept
+
     def instances_of(self, process_key: tuple[int, int]) -> list[Instance]:
         return list(self._by_process.get(process_key, ()))
 
@@ -765,7 +819,7 @@ class NodeAgent:
             out.append((entry, instance))
         if not out and failure is not None:
             raise failure
-        return out
+        return self._enforce(out)
 
     async def x509_view(self, evidence: ProcessEvidence) -> X509View:
         """The caller's X509-SVIDs (minting what is missing) and the bundles to send."""

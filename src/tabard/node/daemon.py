@@ -24,6 +24,7 @@ from tabard.node.ports import NodeServerClient
 from tabard.node.serverclient import HttpNodeServerClient, discover
 from tabard.node.state import NodeStateStore
 from tabard.node.workload import WorkloadApiServer
+from tabard.signals import SignalFollower
 from tabard.spiffe import SpiffeId, TrustDomain
 
 __all__ = ["ClientFactory", "NodeReady", "NodeService", "NodeSettings", "run_node", "serve_node"]
@@ -89,8 +90,21 @@ async def serve_node(
     if on_agent is not None:
         on_agent(agent)
     server: WorkloadApiServer | None = None
+    follower_task: asyncio.Task[None] | None = None
     try:
         await agent.start()
+        if isinstance(client, HttpNodeServerClient):
+            # the kill switch: follow the signal stream over the node API's mTLS; on every
+            # change the Workload API streams re-evaluate their callers
+            follower = SignalFollower(
+                client.http, client.node_api_url,
+                heartbeat_timeout=settings.timings.signal_heartbeat_timeout,
+                resync_interval=settings.timings.signal_resync_interval)
+            agent.use_kill_list(follower.kill_list)
+            follower.on_change(agent.kill_list_changed)
+            follower_task = asyncio.get_running_loop().create_task(follower.run())
+            with contextlib.suppress(TimeoutError):  # serve meanwhile; enforce once synced
+                await asyncio.wait_for(follower.synced.wait(), 5.0)
         server = WorkloadApiServer(agent, settings.socket_path, socket_mode=settings.socket_mode)
         await server.start()
         if ready is not None:
@@ -104,6 +118,10 @@ async def serve_node(
             )
         await stop.wait()
     finally:
+        if follower_task is not None:
+            follower_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower_task
         if server is not None:
             await server.stop()
         await agent.stop()

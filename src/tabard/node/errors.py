@@ -17,6 +17,7 @@ __all__ = [
     "ServerRejectedError",
     "ServerResponseError",
     "ServerUnavailableError",
+    "SuspendedError",
 ]
 
 
@@ -54,6 +55,12 @@ class NoIdentityError(Denied):
     """The caller matches no registration entry (or not the SPIFFE ID it asked for)."""
 
     code = "no_identity"
+
+
+class SuspendedError(Denied):
+    """The kill switch suspended the caller's agent, instance or this node: no SVIDs."""
+
+    code = "suspended"
 
 
 class JoinTokenRequiredError(Invalid):

@@ -269,6 +269,15 @@ class HttpNodeServerClient:
     def trust_domain(self) -> TrustDomain:
         return self._trust_domain
 
+    @property
+    def node_api_url(self) -> str:
+        return self._base
+
+    def http(self) -> httpx.AsyncClient:
+        """The current mTLS client (it changes when the node SVID is renewed): for the
+        signal stream, which the node follows on the same connection settings."""
+        return self._client
+
     def _make_client(self, ctx: ssl.SSLContext) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             transport=SpiffeServerTransport(ctx, self._server_id),

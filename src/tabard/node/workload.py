@@ -246,9 +246,9 @@ class WorkloadApiServicer:
         while True:
             version = changes.version
             yield await self._caller(context)
-            await changes.wait(version)
+            current = await changes.wait(version)
             jitter = self._agent.timings.push_jitter
-            if jitter > 0:
+            if jitter > 0 and changes.urgent_version != current:
                 await asyncio.sleep(self._rng.uniform(0, jitter))
 
     async def FetchX509SVID(

@@ -21,6 +21,11 @@ Rules, in order (the first that refuses decides; ARCHITECTURE §1, §6):
    method that sends or changes) denies. ``require_approval`` when the risk (the context's or
    the tool's, the larger) exceeds the lowest ``@approval_above`` of the deciding permits.
 
+7. The kill switch (``tabard.signals``, through the optional :class:`KillFactsSource`): a
+   suspended agent, instance, user or node denies; a narrowing adds ``read_only``, denies
+   tools of blocked categories, and lowers the ``require_approval`` threshold. Every kill
+   signal bumps the facts epoch (the composition root subscribes :meth:`facts_changed`).
+
 Decisions are cached (LRU) under the policy epoch, the facts epoch and the request itself.
 The facts epoch is bumped by :meth:`PolicyEngine.facts_changed`, which the composition root
 calls on every change of an agent or of the directory, so a change is never answered from
@@ -47,6 +52,8 @@ from tabard.policy.facts import (
     AgentFacts,
     AgentFactsSource,
     DelegationMode,
+    KillFacts,
+    KillFactsSource,
     UserFacts,
     UserFactsSource,
     agent_of_instance,
@@ -105,8 +112,9 @@ def _uid(kind: str, name: str) -> dict[str, str]:
 class PolicyEngine:
     def __init__(self, agents: AgentFactsSource, users: UserFactsSource, *,
                  trust_domain: str | None = None, cache_size: int = 10_000,
-                 entity_cache_size: int = 1_024) -> None:
+                 entity_cache_size: int = 1_024, kill: KillFactsSource | None = None) -> None:
         self._agents = agents
+        self._kill = kill
         self._users = users
         self._trust_domain = trust_domain
         self._loaded = _Loaded(compile_bundle(PolicyBundle.of({})), 0)
@@ -193,6 +201,12 @@ class PolicyEngine:
                 return deny(f"user {user.user_name!r} is not active", mode=mode)
         elif agent.delegation is not DelegationMode.AGENT_AS_PRINCIPAL:
             return deny(f"agent {name!r} acts in {mode} mode, which needs a user", mode=mode)
+        kill = (self._kill.restriction(agent=name, instance=request.agent,
+                                       user=user.user_name if user else None,
+                                       node=instance.node)
+                if self._kill is not None else None)
+        if kill is not None and kill.suspended is not None:
+            return deny(kill.suspended, mode=mode)
 
         info = action_info(request.action)
         assert info is not None  # DecisionRequest checked it
@@ -205,6 +219,11 @@ class PolicyEngine:
                 return deny(f"tool {resource.id!r} is pending recertification for agent "
                             f"{name!r}", mode=mode)
             return deny(f"tool {resource.id!r} is not declared by agent {name!r}", mode=mode)
+        if kill is not None and kill.blocked_categories and info.resource is ResourceType.TOOL:
+            tool_info = catalog.tools.get(resource.id)
+            if tool_info is not None and tool_info.category in kill.blocked_categories:
+                return deny(f"kill switch: tool category {tool_info.category!r} is blocked "
+                            f"for this request", mode=mode)
         if info.resource is ResourceType.A2A_AGENT:
             target = self._agents.agent(resource.id)
             if target is not None and target.inbound_blocked:
@@ -215,7 +234,7 @@ class PolicyEngine:
             if not hop.scope.allows(token):
                 return deny(f"{token} lies outside the scope delegated at hop {number} "
                             f"({hop.actor})", mode=mode)
-        return self._cedar(loaded, facts_epoch, request, info, agent, user), True
+        return self._cedar(loaded, facts_epoch, request, info, agent, user, kill), True
 
     @staticmethod
     def _operation(info: ActionInfo, request: DecisionRequest, catalog: Any) -> str:
@@ -247,7 +266,8 @@ class PolicyEngine:
         return entities
 
     def _cedar(self, loaded: _Loaded, facts_epoch: int, request: DecisionRequest,
-               info: ActionInfo, agent: AgentFacts, user: UserFacts | None) -> Decision:
+               info: ActionInfo, agent: AgentFacts, user: UserFacts | None,
+               kill: KillFacts | None = None) -> Decision:
         compiled, mode = loaded.compiled, agent.delegation
         sides: list[tuple[str, dict[str, str]]] = []
         if mode in (DelegationMode.HYBRID, DelegationMode.AGENT_AS_PRINCIPAL):
@@ -310,6 +330,13 @@ class PolicyEngine:
             obligations.add(Obligation.READ_ONLY)
             if allowed:
                 reasons.append(f"agent {agent.name!r} is flagged read-only")
+        if kill is not None and kill.read_only:
+            obligations.add(Obligation.READ_ONLY)
+            if allowed:
+                reasons.append("kill switch: narrowed to read-only")
+        if kill is not None and kill.approval_above is not None and (
+                threshold is None or kill.approval_above < threshold[0]):
+            threshold = (kill.approval_above, "kill switch")
         mutating = tool.mutating if tool is not None else info.mutating
         if allowed and Obligation.READ_ONLY in obligations and mutating:
             allowed = False
@@ -319,9 +346,13 @@ class PolicyEngine:
             risk = max(request.context.risk, tool.risk if tool is not None else 0)
             if risk > threshold[0]:
                 obligations.add(Obligation.REQUIRE_APPROVAL)
-                reasons.append(f"risk {risk} exceeds {threshold[0]} (policy {threshold[1]}): "
+                reasons.append(f"risk {risk} exceeds {threshold[0]} ({_source(threshold[1])}): "
                                "needs a human's approval")
         return Decision(
             Effect.ALLOW if allowed else Effect.DENY,
             tuple(sorted(obligations)) if allowed else (),
             tuple(reasons), ids[_AGENT_SIDE], ids[_USER_SIDE], mode.value, loaded.epoch)
+
+
+def _source(name: str) -> str:
+    return name if name == "kill switch" else f"policy {name}"

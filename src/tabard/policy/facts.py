@@ -26,6 +26,8 @@ __all__ = [
     "AgentFactsSource",
     "DelegationMode",
     "InstanceFacts",
+    "KillFacts",
+    "KillFactsSource",
     "StaticFacts",
     "UserFacts",
     "UserFactsSource",
@@ -67,6 +69,8 @@ class InstanceFacts:
     spiffe_id: str
     agent: str
     retired: bool = False
+    node: str | None = None
+    """The SPIFFE ID of the node the instance runs on, when known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,25 @@ class AgentFactsSource(Protocol):
 
 class UserFactsSource(Protocol):
     def user(self, user_name: str) -> UserFacts | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KillFacts:
+    """What the kill switch says about a request's principals (``tabard.signals``, through
+    ``tabard.app``): a suspension (its reason, in words) and the graduated response of a
+    narrowing: read-only, blocked tool categories, approval above a risk level."""
+
+    suspended: str | None = None
+    read_only: bool = False
+    blocked_categories: frozenset[str] = frozenset()
+    approval_above: int | None = None
+
+
+class KillFactsSource(Protocol):
+    def restriction(self, *, agent: str, instance: str, user: str | None,
+                    node: str | None) -> KillFacts | None:
+        """None when nothing restricts these principals (the common case: keep it cheap)."""
+        ...
 
 
 @lru_cache(maxsize=4096)

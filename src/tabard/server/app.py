@@ -31,6 +31,7 @@ from tabard.server.routes import (
 )
 from tabard.server.routes import audit as audit_routes
 from tabard.server.routes import gateway as gateway_routes
+from tabard.server.routes import signals as signal_routes
 from tabard.server.routes import vault as vault_routes
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -86,4 +87,5 @@ def create_app(services: ServerServices) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(gateway_routes.router)
     app.include_router(gateway_routes.approvals_router)
+    app.include_router(signal_routes.router)
     return app

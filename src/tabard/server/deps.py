@@ -30,11 +30,13 @@ from tabard.registry import (
     RetirementService,
     RouteService,
 )
+from tabard.signals import KillSwitch
 from tabard.spiffe import TrustDomain, X509SvidError
 from tabard.spiffe.x509svid import verify_x509_svid
 from tabard.vault import Leases, Vault
 
-__all__ = ["Admin", "Node", "ServerServices", "Services", "get_services", "require_node"]
+__all__ = ["Admin", "Node", "ServerServices", "Services", "SignalReader", "get_services",
+           "require_node", "require_signal_reader"]
 
 
 @dataclass
@@ -63,6 +65,8 @@ class ServerServices:
     audit: AuditLog | None = None
     routes: RouteService | None = None
     approvals: ApprovalService | None = None
+    kill: KillSwitch | None = None
+    signal_heartbeat: float = 15.0
 
 
 def get_services(request: Request) -> ServerServices:
@@ -128,3 +132,15 @@ def require_node(request: Request, services: Services) -> NodePrincipal:
 
 
 Node = Annotated[NodePrincipal, Depends(require_node)]
+
+
+def require_signal_reader(request: Request, services: Services) -> str:
+    """Who may read the signal stream: a node by its X509-SVID on the node API listener, or
+    an admin token. Returns the reader's name (for logs)."""
+    tls = request.scope.get("extensions", {}).get("tls") or {}
+    if tls.get("client_cert_chain"):
+        return str(require_node(request, services).spiffe_id)
+    return require_admin(request, services).actor
+
+
+SignalReader = Annotated[str, Depends(require_signal_reader)]

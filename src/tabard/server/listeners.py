@@ -104,7 +104,11 @@ async def serve_listeners(
             raise ValueError("the node API needs its TLS context")
         node_server = _node_server(app, node_api, tls)
         servers.append(node_server)
+    # long-lived responses (the signal stream) end when this is set, so shutdown is prompt
+    app.state.stopping = asyncio.Event()
+
     def stop() -> None:
+        app.state.stopping.set()
         for server in servers:
             server.should_exit = True
 

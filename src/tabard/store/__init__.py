@@ -52,3 +52,7 @@ __all__ += ["SqlAuditStore"]
 from tabard.store.gateway import SqlApprovalStore, SqlRouteStore  # noqa: E402
 
 __all__ += ["SqlApprovalStore", "SqlRouteStore"]
+
+from tabard.store.signals import PgSignalListener, SqlSignalStore  # noqa: E402
+
+__all__ += ["PgSignalListener", "SqlSignalStore"]

@@ -105,3 +105,44 @@ class SqlOAuthClientStore:
             result = c.execute(delete(oauth_clients).where(
                 oauth_clients.c.client_id == client_id))
         return result.rowcount > 0
+
+
+def _principals(record: Any) -> list[str]:
+    """The SPIFFE IDs and names a token speaks for: client, subject and every actor of its
+    ``act`` chain."""
+    out = [record.client_id, record.subject]
+    act = record.act
+    depth = 0
+    while isinstance(act, dict) and depth < 64:
+        sub = act.get("sub")
+        if isinstance(sub, str):
+            out.append(sub)
+        act = act.get("act")
+        depth += 1
+    return out
+
+
+def revoke_for_principal(store: SqlOAuthTokenStore, *, exact: str | None = None,
+                         prefix: str | None = None, subject: str | None = None,
+                         at: datetime) -> int:
+    """Revoke every live token (not revoked, not expired at ``at``) whose client, subject or
+    any actor of its chain is ``exact`` or starts with ``prefix``, or whose subject is
+    ``subject`` (case-insensitive); with each, every token exchanged from it. For the kill
+    switch: a suspended agent, instance or user keeps no outstanding access token."""
+    db = store._db
+    with db.connect() as c:
+        rows = c.execute(select(oauth_tokens.c.jti, oauth_tokens.c.client_id,
+                                oauth_tokens.c.subject, oauth_tokens.c.act).where(
+            oauth_tokens.c.revoked_at.is_(None), oauth_tokens.c.expires_at > at)).all()
+    wanted = subject.lower() if subject else None
+    hits = []
+    for row in rows:
+        names = _principals(row)
+        if (exact is not None and exact in names) or (
+                prefix is not None and any(n.startswith(prefix) for n in names)) or (
+                wanted is not None and row.subject.lower() == wanted):
+            hits.append(row.jti)
+    return sum(store.revoke_tree(jti, at) for jti in hits)
+
+
+__all__ += ["revoke_for_principal"]

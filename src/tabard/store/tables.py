@@ -552,3 +552,37 @@ approvals = Table(
 )
 Index("ix_approvals_requested_at", approvals.c.requested_at)
 __all__ += ["approvals", "gateway_route_version", "gateway_routes"]
+
+# --- kill switch and its signal log (tabard.signals) -------------------------------------------
+
+_SignalId = BigInteger().with_variant(Integer(), "sqlite")
+
+# one row: the last event id. Every change updates it first, which serialises writers on
+# both backends and so assigns ids in commit order.
+signal_head = Table(
+    "signal_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_event_id", _SignalId, nullable=False),
+)
+
+signal_events = Table(
+    "signal_events",
+    metadata,
+    Column("id", _SignalId, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("target", String(2048), nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+kill_entries = Table(
+    "kill_entries",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("target", String(2048), primary_key=True),
+    Column("action", String(16), primary_key=True),
+    Column("body", Text, nullable=False),
+)
+__all__ += ["kill_entries", "signal_events", "signal_head"]

@@ -20,20 +20,44 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tabard.audit import AuditEvent, AuditKind, What, Who
 from tabard.authority import MintedX509Svid, PublicKey
-from tabard.errors import Invalid
+from tabard.errors import Denied, Invalid, NotFound
 from tabard.registry import (
     MAX_AUDIENCES,
     MAX_SVID_REQUESTS,
     InstanceReport,
+    NodePrincipal,
     NodeSvid,
     X509SvidRequest,
     parse_selectors,
 )
 from tabard.server.audit import record_issuance
-from tabard.server.deps import Node, Services
+from tabard.server.deps import Node, ServerServices, Services
 from tabard.server.routes.entries import EntryView
 
 router = APIRouter(prefix="/node/v1", tags=["node API"])
+
+
+def _refuse_killed(services: ServerServices, node: NodePrincipal,
+                   instance_ids: list[str | None]) -> None:
+    """Defence in depth behind the nodes' own enforcement: no SVID for a node or an instance
+    the kill switch suspends, even to a node that has not heard of it yet (the agent's own
+    suspension is refused by the lifecycle gate)."""
+    kill = services.kill
+    if kill is None or not len(kill.hub.kill_list):
+        return
+    kill_list = kill.hub.kill_list
+    wanted: list[str | None] = [*dict.fromkeys(i for i in instance_ids if i is not None)]
+    for instance_id in wanted or [None]:
+        spiffe_id = None
+        if instance_id is not None:
+            try:
+                spiffe_id = str(services.instances.get(instance_id).spiffe_id)
+            except NotFound:
+                continue  # the mint itself refuses an unknown instance
+        found = kill_list.for_workload(spiffe_id or "", str(node.spiffe_id))
+        if found is not None and found.suspension is not None:
+            raise Denied(f"{found.suspension.target} is suspended by the kill switch",
+                         code="suspended")
 
 _CSR_MAX = 16384
 
@@ -201,6 +225,7 @@ def register_instance(body: InstanceRequest, services: Services,
              summary="X509-SVIDs of the node's entries (all or none)")
 def x509_svids(body: X509Batch, services: Services, node: Node,
                request: Request) -> X509Response:
+    _refuse_killed(services, node, [item.instance_id for item in body.requests])
     requests = [X509SvidRequest(item.entry_id, item.instance_id, _public_key(item.csr))
                 for item in body.requests]
     issued = services.entry_svids.x509(node, requests)
@@ -227,6 +252,7 @@ def x509_svids(body: X509Batch, services: Services, node: Node,
              summary="A JWT-SVID of one of the node's entries")
 def jwt_svid(body: JwtRequest, services: Services, node: Node,
              request: Request) -> JwtResponse:
+    _refuse_killed(services, node, [body.instance_id])
     issued = services.entry_svids.jwt(node, body.entry_id, body.instance_id, body.audience,
                                       body.ttl_seconds)
     record_issuance(services.audit, actor=str(node.spiffe_id), kind="jwt",
