@@ -594,13 +594,24 @@ def serve_gateway_process(plane: ControlPlane,
         # the kill list follows the signal log (LISTEN/NOTIFY on PostgreSQL, polling as the
         # fallback), so a suspension reaches this gateway's decisions without a restart
         follow = asyncio.create_task(_signals_loop(plane))
+        facts = asyncio.create_task(_facts_expiry_loop(plane))
         try:
             await serve_gateway(build_gateway(plane), g.host, g.port, public_url=g.public_url,
                                 on_ready=on_ready, handle_signals=True)
         finally:
             follow.cancel()
+            facts.cancel()
 
     asyncio.run(run())
+
+
+async def _facts_expiry_loop(plane: ControlPlane, interval: float = 2.0) -> None:
+    """In a process apart from the server, registry and directory changes raise no
+    in-process event here: cached decisions live at most ``interval`` (the gateway's
+    short-lived local cache; kill-switch signals still act at once)."""
+    while True:
+        await asyncio.sleep(interval)
+        plane.policies.engine.facts_changed()
 
 
 def write_ready_file(path: Path, values: dict[str, Any]) -> None:
