@@ -172,9 +172,10 @@ def test_agent_lifecycle_end_to_end(backend_platform: DevPlatform, tmp_path: Pat
 
     # suspension: no SVIDs; resume
     ok(platform.cli("agents", "suspend", "trading", "--reason", "incident 7"))
-    assert node.x509(entry_id, instance["instance_id"]).json()["svids"] == []
-    denied = node.jwt(entry_id, instance["instance_id"])
-    assert denied.status_code == 403 and denied.json()["code"] == "agent_not_active"
+    # the kill switch refuses the suspended agent's identities outright (kill-switch.md)
+    for denied in (node.x509(entry_id, instance["instance_id"]),
+                   node.jwt(entry_id, instance["instance_id"])):
+        assert denied.status_code == 403 and denied.json()["code"] == "suspended"
     refused(platform.cli("agents", "suspend", "trading"), 1, "cannot suspend")
     ok(platform.cli("agents", "resume", "trading"))
     assert node.jwt(entry_id, instance["instance_id"]).status_code == 200
