@@ -68,6 +68,7 @@ from tabard.spiffe import (
     Bundle,
     JwtSvidError,
     SpiffeId,
+    SpiffeIdError,
     X509SvidError,
     verify_jwt_svid,
     verify_x509_svid,
@@ -473,8 +474,7 @@ class AuthorizationServer:
         subject = self._subject(subject_token)
         actor = self._actor(actor_token, actor_type, client)
         agent = self._acting_agent(actor, subject)
-        if subject.may_act is not None and not self._may_act(subject.may_act, actor):
-            raise InvalidGrant(f"the subject token's may_act does not allow {actor} to act")
+        self._check_may_act(subject, str(actor), "subject token")
         act: dict[str, Any] = {"sub": str(actor)}
         if subject.act is not None:
             act["act"] = dict(subject.act)
@@ -496,6 +496,8 @@ class AuthorizationServer:
         subject = self._user_assertion(assertion, id_jag=id_jag, client=client)
         act: dict[str, Any] | None = None
         agent: AgentFacts | None = None
+        # the party that becomes the actor is the client (the agent instance, if it is one)
+        self._check_may_act(subject, client.client_id, "assertion")
         if client.spiffe_id is not None and client.agent is not None:
             agent = self._acting_agent(client.spiffe_id, subject)
             act = {"sub": client.client_id}
@@ -560,12 +562,13 @@ class AuthorizationServer:
         except ScopeError as exc:
             raise InvalidRequest(f"the user token's scope: {exc}") from None
         may_act = claims.get("may_act")
+        if may_act is not None and not isinstance(may_act, Mapping):
+            raise InvalidGrant("the user token's may_act must be a JSON object")
         resource = claims.get("resource")
         resources = (resource,) if isinstance(resource, str) else tuple(
             r for r in resource if isinstance(r, str)) if isinstance(resource, list) else ()
         return _Subject(subject=sub, scope=scope, expires=float(claims["exp"]),
-                        may_act=may_act if isinstance(may_act, Mapping) else None,
-                        resources=resources)
+                        may_act=may_act, resources=resources)
 
     def _own_token_subject(self, token: str) -> _Subject:
         record, claims = self._verify_own(token)
@@ -663,16 +666,27 @@ class AuthorizationServer:
                                    "not its approved checksum; recertification required")
         return facts
 
-    def _may_act(self, may_act: Mapping[str, Any], actor: SpiffeId) -> bool:
-        """``may_act.sub`` names the instance, or the agent (``spiffe://td/agent/<name>``)
-        whose every instance may act."""
+    def _check_may_act(self, subject: _Subject, actor: str, what: str) -> None:
+        """RFC 8693 §4.4 in every grant that takes a user subject: a ``may_act`` of the
+        subject names who may become the actor; anyone else is ``invalid_grant``."""
+        if subject.may_act is not None and not self._may_act(subject.may_act, actor):
+            raise InvalidGrant(f"the {what}'s may_act does not allow {actor} to act")
+
+    @staticmethod
+    def _may_act(may_act: Mapping[str, Any], actor: str) -> bool:
+        """``may_act.sub`` names the instance (or client), or the agent
+        (``spiffe://td/agent/<name>``) whose every instance may act."""
         allowed = may_act.get("sub")
         if not isinstance(allowed, str):
             return False
-        if allowed == str(actor):
+        if allowed == actor:
             return True
-        name = agent_name_of(actor)
-        return name is not None and allowed == f"spiffe://{actor.trust_domain}/agent/{name}"
+        try:
+            spiffe_id = SpiffeId.parse(actor)
+        except SpiffeIdError:
+            return False
+        name = agent_name_of(spiffe_id)
+        return name is not None and allowed == f"spiffe://{spiffe_id.trust_domain}/agent/{name}"
 
     def _user_assertion(self, assertion: str, *, id_jag: bool, client: Client) -> _Subject:
         """A JWT bearer assertion (``invalid_grant`` when it fails, RFC 7523 §3.1)."""

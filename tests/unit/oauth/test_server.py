@@ -350,3 +350,29 @@ def test_without_dev_mode_there_is_no_demo_issuer(world: World) -> None:
         "client_assertion_type": [ASSERTION_JWT_SPIFFE],
         "client_assertion": [world.svid(instance("helper"))],
         "resource": [RESOURCE]}).code == "invalid_request"
+
+
+def _jwt_bearer_form(world: World, assertion: str, client: SpiffeId) -> dict[str, list[str]]:
+    return {"grant_type": [GRANT_JWT_BEARER], "assertion": [assertion],
+            "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+            "client_assertion": [world.svid(client)], "resource": [RESOURCE]}
+
+
+def test_may_act_binds_the_jwt_bearer_grant_too(world: World) -> None:
+    jag = world.idp_token({"sub": "alice", "aud": ISSUER, "client_id": str(instance("sub")),
+                           "may_act": {"sub": str(instance("helper"))}}, typ=ID_JAG_TYP)
+    error = error_of(world.server.token, _jwt_bearer_form(world, jag, instance("sub")))
+    assert error.code == "invalid_grant" and "may_act" in error.message
+    allowed = world.idp_token({"sub": "alice", "aud": ISSUER,
+                               "client_id": str(instance("helper")),
+                               "may_act": {"sub": "spiffe://example.org/agent/helper"}},
+                              typ=ID_JAG_TYP)
+    issued = world.server.token(_jwt_bearer_form(world, allowed, instance("helper")))
+    assert world.claims(issued["access_token"])["act"] == {"sub": str(instance("helper"))}
+
+
+@pytest.mark.parametrize("may_act", ["spiffe://example.org/agent/helper", ["x"], 1, True])
+def test_a_may_act_that_is_not_an_object_is_refused(world: World, may_act: Any) -> None:
+    token = world.idp_token({"sub": "alice", "aud": ISSUER, "may_act": may_act})
+    error = error_of(world.exchange, token, instance("helper"))
+    assert error.code == "invalid_grant" and "may_act" in error.message
