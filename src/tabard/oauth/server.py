@@ -192,6 +192,10 @@ def _chain(act: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(reversed(actors))
 
 
+def _is_id_jag(header: Mapping[str, Any]) -> bool:
+    return str(header.get("typ", "")).lower().removeprefix("application/") == ID_JAG_TYP
+
+
 def _checksum_claim(hex_digest: str) -> str:
     return hex_digest if hex_digest.startswith(_CHECKSUM_PREFIX) else _CHECKSUM_PREFIX + hex_digest
 
@@ -484,16 +488,20 @@ class AuthorizationServer:
         return self._issue(form, client, subject, act=act, agent=agent)
 
     def _jwt_bearer(self, form: Mapping[str, Sequence[str]], client: Client) -> dict[str, Any]:
-        """RFC 7523 §2.1 from a trusted issuer, and the ID-JAG profile: ``typ``
-        ``oauth-id-jag+jwt``, ``aud`` exactly the AS issuer, ``client_id`` the client."""
+        """RFC 7523 §2.1 with the ID-JAG profile only: ``typ`` ``oauth-id-jag+jwt`` from a
+        trusted issuer, ``aud`` exactly the AS issuer, ``client_id`` the client. Other JWTs
+        (plain IdP tokens, demo tokens) are subject tokens of token exchange, never
+        assertions here, so neither grant accepts the other's tokens."""
         assertion = _form_value(form, "assertion", required=True)
         assert assertion is not None
         try:
             header, _claims = unverified_claims(assertion)
         except JwtInvalid as exc:
             raise InvalidGrant(f"assertion: {exc}") from None
-        id_jag = str(header.get("typ", "")).lower().removeprefix("application/") == ID_JAG_TYP
-        subject = self._user_assertion(assertion, id_jag=id_jag, client=client)
+        if not _is_id_jag(header):
+            raise InvalidGrant(f"the jwt-bearer grant accepts only an ID-JAG (typ "
+                               f"{ID_JAG_TYP}); exchange other user tokens with token exchange")
+        subject = self._user_assertion(assertion, client=client)
         act: dict[str, Any] | None = None
         agent: AgentFacts | None = None
         # the party that becomes the actor is the client (the agent instance, if it is one)
@@ -523,9 +531,12 @@ class AuthorizationServer:
         """A subject token: a tabard access token, or a user token from a trusted issuer.
         Invalid tokens are ``invalid_request`` (RFC 8693 §2.2.2)."""
         try:
-            _header, claims = unverified_claims(token)
+            header, claims = unverified_claims(token)
         except JwtInvalid as exc:
             raise InvalidRequest(f"subject_token: {exc}") from None
+        if _is_id_jag(header):
+            raise InvalidRequest("subject_token: an ID-JAG is redeemed with the jwt-bearer "
+                                 "grant, not exchanged")
         iss = claims.get("iss")
         if iss == self.issuer:
             return self._own_token_subject(token)
@@ -688,8 +699,9 @@ class AuthorizationServer:
         name = agent_name_of(spiffe_id)
         return name is not None and allowed == f"spiffe://{spiffe_id.trust_domain}/agent/{name}"
 
-    def _user_assertion(self, assertion: str, *, id_jag: bool, client: Client) -> _Subject:
-        """A JWT bearer assertion (``invalid_grant`` when it fails, RFC 7523 §3.1)."""
+    def _user_assertion(self, assertion: str, *, client: Client) -> _Subject:
+        """An ID-JAG as JWT bearer assertion (``invalid_grant`` when it fails, RFC 7523
+        §3.1)."""
         try:
             _header, unverified = unverified_claims(assertion)
         except JwtInvalid as exc:
@@ -697,23 +709,19 @@ class AuthorizationServer:
         issuer = self._issuer_for(unverified.get("iss"))
         if issuer is None:
             raise InvalidGrant("assertion: its issuer is not trusted")
-        required: tuple[str, ...] = ("exp", "sub", "iss", "aud")
-        if id_jag:
-            required = (*required, "jti", "iat", "client_id")
         try:
             verified = verify_jwt(assertion, issuer.resolve, now=self._clock.timestamp(),
-                                  leeway=_LEEWAY, required=required)
+                                  leeway=_LEEWAY, typ=(ID_JAG_TYP,),
+                                  required=("exp", "sub", "iss", "aud", "jti", "iat",
+                                            "client_id"))
         except JwtInvalid as exc:
             raise InvalidGrant(f"assertion: {exc}") from None
         claims = verified.claims
         aud = claims.get("aud")
-        if id_jag:
-            if not (aud == self.issuer or aud == [self.issuer]):
-                raise InvalidGrant("an ID-JAG's aud must be exactly the AS issuer")
-            if claims.get("client_id") != client.client_id:
-                raise InvalidGrant("the ID-JAG's client_id is not the authenticated client")
-        elif self.issuer not in audiences_of(claims):
-            raise InvalidGrant("the assertion's audience must be the AS issuer")
+        if not (aud == self.issuer or aud == [self.issuer]):
+            raise InvalidGrant("an ID-JAG's aud must be exactly the AS issuer")
+        if claims.get("client_id") != client.client_id:
+            raise InvalidGrant("the ID-JAG's client_id is not the authenticated client")
         return self._user_subject(claims, issuer)
 
     # --- issuing ----------------------------------------------------------------------------

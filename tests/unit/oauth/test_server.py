@@ -248,8 +248,14 @@ def test_id_jag_and_jwt_bearer(world: World) -> None:
                                      "resource": RESOURCE}, typ=ID_JAG_TYP)
     assert error_of(bearer, two_audiences).code == "invalid_grant"
     assert error_of(bearer, jag, resource="https://other.example").code == "invalid_target"
-    plain = world.idp_token({"sub": "alice", "aud": ISSUER})
-    assert bearer(plain, resource=RESOURCE)["access_token"]
+    # jwt-bearer takes only ID-JAGs: a plain IdP token or a demo token is refused
+    for plain in (world.idp_token({"sub": "alice", "aud": ISSUER, "client_id": client}),
+                  world.user_token("alice")):
+        error = error_of(bearer, plain, resource=RESOURCE)
+        assert error.code == "invalid_grant" and ID_JAG_TYP in error.message
+    # and token exchange refuses an ID-JAG as subject token
+    error = error_of(world.exchange, jag, instance("helper"))
+    assert error.code == "invalid_request" and "ID-JAG" in error.message
     untrusted = jwt.encode({"iss": "https://evil", "sub": "alice", "aud": ISSUER, "exp": 9e9},
                            world.idp_key, algorithm="ES256", headers={"kid": "idp-1"})
     assert error_of(bearer, untrusted, resource=RESOURCE).code == "invalid_grant"
