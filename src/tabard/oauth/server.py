@@ -156,6 +156,21 @@ class _Subject:
     agent_proof: Mapping[str, Any] | None = None
     resources: tuple[str, ...] = ()
     user_token: bool = True
+    audiences: tuple[str, ...] = ()
+    """For a tabard token: its ``aud`` (the parties it was issued to)."""
+
+    @property
+    def own(self) -> bool:
+        """A tabard access token (exchanged again), not a user's token."""
+        return self.parent_jti is not None
+
+    @property
+    def current_actor(self) -> str | None:
+        """Who holds a tabard token: its outermost ``act``, or for an agent-as-principal
+        token (no ``act``) the agent instance that is its subject."""
+        if self.act is not None:
+            return str(self.act.get("sub"))
+        return None if self.user_token else self.subject
 
 
 def _b64(data: bytes) -> str:
@@ -479,13 +494,34 @@ class AuthorizationServer:
         actor = self._actor(actor_token, actor_type, client)
         agent = self._acting_agent(actor, subject)
         self._check_may_act(subject, str(actor), "subject token")
-        act: dict[str, Any] = {"sub": str(actor)}
+        if subject.own and subject.current_actor == str(actor):
+            # the holder exchanges its own token again (another resource, a narrower scope):
+            # the chain stays as it is
+            act = dict(subject.act) if subject.act is not None else None
+            return self._issue(form, client, subject, act=act, agent=agent)
+        if subject.own:
+            self._check_delegated_to(subject, actor)
+        new_act: dict[str, Any] = {"sub": str(actor)}
         if subject.act is not None:
-            act["act"] = dict(subject.act)
-        if _depth(act) > self._max_depth:
+            new_act["act"] = dict(subject.act)
+        if _depth(new_act) > self._max_depth:
             raise InvalidGrant(f"the delegation chain would exceed the maximum depth of "
                                f"{self._max_depth}")
-        return self._issue(form, client, subject, act=act, agent=agent)
+        return self._issue(form, client, subject, act=new_act, agent=agent)
+
+    def _check_delegated_to(self, subject: _Subject, actor: SpiffeId) -> None:
+        """A tabard token extends the chain only for a party it was issued to: the new actor
+        (its instance ID, or its agent ``spiffe://td/agent/<name>``) must be one of its
+        audiences. An agent hands work to a sub-agent by exchanging for a token whose
+        ``resource`` is the sub-agent; a token for a tool server cannot be re-delegated."""
+        name = agent_name_of(actor)
+        accepted = {str(actor)}
+        if name is not None:
+            accepted.add(f"spiffe://{actor.trust_domain}/agent/{name}")
+        if not accepted & set(subject.audiences):
+            raise InvalidGrant(f"the subject token was not issued to {actor}: to delegate, "
+                               "its holder exchanges it for a token whose resource is the "
+                               "sub-agent (spiffe://<td>/agent/<name>)")
 
     def _jwt_bearer(self, form: Mapping[str, Sequence[str]], client: Client) -> dict[str, Any]:
         """RFC 7523 §2.1 with the ID-JAG profile only: ``typ`` ``oauth-id-jag+jwt`` from a
@@ -597,6 +633,7 @@ class AuthorizationServer:
             parent_jti=record.jti,
             agent_proof=agent_proof if isinstance(agent_proof, Mapping) else None,
             user_token=act is not None,
+            audiences=record.audience,
         )
 
     def _verify_own(self, token: str, *, allow_expired: bool = False
@@ -748,12 +785,27 @@ class AuthorizationServer:
         if subject.resources and any(t not in subject.resources for t in targets):
             raise InvalidTarget("the requested resource is outside the assertion's resource")
         if self._allowed_resources and any(
-                not any(t == a or t.startswith(a.rstrip("/") + "/")
-                        for a in self._allowed_resources) for t in targets):
+                not self._is_local_agent(t)
+                and not any(t == a or t.startswith(a.rstrip("/") + "/")
+                            for a in self._allowed_resources) for t in targets):
             raise InvalidTarget("the requested resource is not served by this AS")
         if len(targets) > 16:
             raise InvalidTarget("at most 16 resources per token")
         return targets
+
+    def _is_local_agent(self, target: str) -> bool:
+        """An agent (``spiffe://td/agent/<name>``) or agent instance of this trust domain: a
+        sub-agent to delegate to, always a valid resource."""
+        if not target.startswith("spiffe://"):
+            return False
+        try:
+            spiffe_id = SpiffeId.parse(target)
+        except SpiffeIdError:
+            return False
+        if spiffe_id.trust_domain != self._bundle().trust_domain:
+            return False
+        s = spiffe_id.segments
+        return (len(s) == 2 and s[0] == "agent") or agent_name_of(spiffe_id) is not None
 
     def _scope(self, form: Mapping[str, Sequence[str]], subject: _Subject,
                client: Client) -> Scope:

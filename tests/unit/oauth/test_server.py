@@ -25,7 +25,7 @@ from tabard.oauth import (
     public_jwk,
 )
 from tabard.spiffe import JwtSvidError, SpiffeId, verify_jwt_svid
-from tests.unit.oauth.conftest import ISSUER, RESOURCE, World, instance
+from tests.unit.oauth.conftest import ISSUER, RESOURCE, World, agent_id, instance
 
 
 def error_of(call: Any, *args: Any, **kwargs: Any) -> OAuthError:
@@ -36,8 +36,12 @@ def error_of(call: Any, *args: Any, **kwargs: Any) -> OAuthError:
 
 def test_a_three_hop_chain_narrows_and_introspection_shows_it(world: World) -> None:
     user = world.user_token("alice", scope="tools:jira.* tools:github.* tools:scanner.run")
-    one = world.exchange(user, instance("helper"), scope="tools:jira.* tools:github.*")
-    two = world.exchange(one["access_token"], instance("sub"), scope="tools:jira.*")
+    # each agent delegates to the next by asking for a token whose resource is that agent
+    one = world.exchange(user, instance("helper"), scope="tools:jira.* tools:github.*",
+                         resource=agent_id("sub"))
+    two = world.exchange(one["access_token"], instance("sub"), scope="tools:jira.*",
+                         resource=agent_id("subsub"))
+    assert world.claims(two["access_token"])["aud"] == agent_id("subsub")
     three = world.exchange(two["access_token"], instance("subsub"), scope="tools:jira.read")
     claims = world.claims(three["access_token"])
     assert jwt.get_unverified_header(three["access_token"])["typ"] == "at+jwt"
@@ -61,7 +65,8 @@ def test_widening_at_any_hop_is_invalid_scope(world: World) -> None:
     user = world.user_token("alice", scope="tools:jira.*")
     error = error_of(world.exchange, user, instance("helper"), scope="tools:*")
     assert error.code == "invalid_scope" and error.status == 400
-    one = world.exchange(user, instance("helper"), scope="tools:jira.read tools:jira.write")
+    one = world.exchange(user, instance("helper"), scope="tools:jira.read tools:jira.write",
+                         resource=agent_id("sub"))
     error = error_of(world.exchange, one["access_token"], instance("sub"),
                      scope="tools:jira.*")
     assert error.code == "invalid_scope"
@@ -69,15 +74,17 @@ def test_widening_at_any_hop_is_invalid_scope(world: World) -> None:
 
 def test_the_depth_limit_holds(world: World) -> None:
     token = world.user_token("alice")
-    for agent in ("helper", "sub", "subsub"):
-        token = world.exchange(token, instance(agent))["access_token"]
+    for agent, next_agent in (("helper", "sub"), ("sub", "subsub"), ("subsub", "fourth")):
+        token = world.exchange(token, instance(agent),
+                               resource=agent_id(next_agent))["access_token"]
     error = error_of(world.exchange, token, instance("fourth"))
     assert error.code == "invalid_grant" and "depth" in error.message
 
 
 def test_revoking_a_token_revokes_the_chain_below_it(world: World) -> None:
-    one = world.exchange(world.user_token(), instance("helper"))["access_token"]
-    two = world.exchange(one, instance("sub"))["access_token"]
+    one = world.exchange(world.user_token(), instance("helper"),
+                         resource=[agent_id("sub"), agent_id("fourth")])["access_token"]
+    two = world.exchange(one, instance("sub"), resource=agent_id("subsub"))["access_token"]
     three = world.exchange(two, instance("subsub"))["access_token"]
     sibling = world.exchange(one, instance("fourth"))["access_token"]
     assert world.server.revoke(two, None) == 2
@@ -185,7 +192,8 @@ def test_agent_rules_from_the_registry(world: World) -> None:
 
 
 def test_a_changed_checksum_refuses_the_delegated_token(world: World) -> None:
-    one = world.exchange(world.user_token(), instance("helper"))["access_token"]
+    one = world.exchange(world.user_token(), instance("helper"),
+                         resource=agent_id("sub"))["access_token"]
     world.agents.add("helper", checksum="cd" * 32)
     error = error_of(world.exchange, one, instance("sub"))
     assert error.code == "invalid_grant" and "recertification required" in error.message
@@ -382,3 +390,58 @@ def test_a_may_act_that_is_not_an_object_is_refused(world: World, may_act: Any) 
     token = world.idp_token({"sub": "alice", "aud": ISSUER, "may_act": may_act})
     error = error_of(world.exchange, token, instance("helper"))
     assert error.code == "invalid_grant" and "may_act" in error.message
+
+
+def test_a_tabard_token_extends_the_chain_only_for_its_audience(world: World) -> None:
+    user = world.user_token("alice", scope="tools:jira.*")
+    for_tool = world.exchange(user, instance("helper"))["access_token"]
+    # another agent holding a token issued for a tool server can neither extend the chain
+    # nor move it to another audience
+    error = error_of(world.exchange, for_tool, instance("sub"),
+                     resource="https://scanner.example.org/")
+    assert error.code == "invalid_grant" and "not issued to" in error.message
+    # nor can another instance of the same agent
+    assert error_of(world.exchange, for_tool, instance("helper", "2")).code == "invalid_grant"
+    # its holder may exchange it again: same chain, other resource, scope only narrowing
+    again = world.exchange(for_tool, instance("helper"), resource="https://other.example/",
+                           scope="tools:jira.read")
+    claims = world.claims(again["access_token"])
+    assert claims["act"] == {"sub": str(instance("helper"))}
+    assert claims["aud"] == "https://other.example/" and claims["scope"] == "tools:jira.read"
+    assert error_of(world.exchange, for_tool, instance("helper"),
+                    scope="tools:*").code == "invalid_scope"
+    # delegated to one instance: only that instance; to the agent: any instance of it
+    for_instance = world.exchange(user, instance("helper"),
+                                  resource=str(instance("sub", "3")))["access_token"]
+    assert world.exchange(for_instance, instance("sub", "3"))["access_token"]
+    assert error_of(world.exchange, for_instance, instance("sub")).code == "invalid_grant"
+    for_agent = world.exchange(user, instance("helper"),
+                               resource=agent_id("sub"))["access_token"]
+    assert world.exchange(for_agent, instance("sub", "9"))["access_token"]
+
+
+def test_an_agent_as_principal_token_is_not_taken_by_another_agent(world: World) -> None:
+    cc = world.server.token({
+        "grant_type": [GRANT_CLIENT_CREDENTIALS], "resource": [RESOURCE],
+        "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+        "client_assertion": [world.svid(instance("cron"))]})["access_token"]
+    assert error_of(world.exchange, cc, instance("helper")).code == "invalid_grant"
+
+
+def test_agent_subjects_are_valid_resources_despite_allowed_resources(world: World) -> None:
+    narrow = AuthorizationServer(
+        bundle=world.authority.bundle,
+        keys=SigningKeys(MemoryKeyManager(), "oauth-as", world.clock),
+        tokens=world.tokens, clients=world.clients, agents=world.agents, users=world.users,
+        clock=world.clock, issuer=ISSUER, allowed_resources=[RESOURCE],
+        demo_keys=SigningKeys(MemoryKeyManager(), "oauth-demo", world.clock))
+    user = narrow.mint_user_token("alice")
+    form = {"grant_type": [GRANT_TOKEN_EXCHANGE], "subject_token": [user],
+            "subject_token_type": ["urn:ietf:params:oauth:token-type:jwt"],
+            "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+            "client_assertion": [world.svid(instance("helper"))]}
+    assert narrow.token({**form, "resource": [agent_id("sub")]})["access_token"]
+    error = error_of(narrow.token, {**form, "resource": ["https://elsewhere.example/"]})
+    assert error.code == "invalid_target"
+    error = error_of(narrow.token, {**form, "resource": ["spiffe://other.org/agent/x"]})
+    assert error.code == "invalid_target"
