@@ -158,6 +158,8 @@ class _Subject:
     user_token: bool = True
     audiences: tuple[str, ...] = ()
     """For a tabard token: its ``aud`` (the parties it was issued to)."""
+    user_issuer: str | None = None
+    """The trusted issuer that vouched for the user (kept in the token as ``sub_id``)."""
 
     @property
     def own(self) -> bool:
@@ -205,6 +207,22 @@ def _chain(act: Mapping[str, Any] | None) -> tuple[str, ...]:
         actors.append(str(act.get("sub")))
         act = act.get("act")
     return tuple(reversed(actors))
+
+
+def _agent_of(value: str) -> str | None:
+    """The agent name of an agent instance SPIFFE ID given as a string, else None."""
+    try:
+        return agent_name_of(SpiffeId.parse(value))
+    except SpiffeIdError:
+        return None
+
+
+def _user_issuer(claims: Mapping[str, Any]) -> str | None:
+    sub_id = claims.get("sub_id")
+    if isinstance(sub_id, Mapping) and sub_id.get("format") == "iss_sub":
+        iss = sub_id.get("iss")
+        return iss if isinstance(iss, str) else None
+    return None
 
 
 def _is_id_jag(header: Mapping[str, Any]) -> bool:
@@ -615,7 +633,7 @@ class AuthorizationServer:
         resources = (resource,) if isinstance(resource, str) else tuple(
             r for r in resource if isinstance(r, str)) if isinstance(resource, list) else ()
         return _Subject(subject=sub, scope=scope, expires=float(claims["exp"]),
-                        may_act=may_act, resources=resources)
+                        may_act=may_act, resources=resources, user_issuer=issuer.issuer)
 
     def _own_token_subject(self, token: str) -> _Subject:
         record, claims = self._verify_own(token)
@@ -634,6 +652,7 @@ class AuthorizationServer:
             agent_proof=agent_proof if isinstance(agent_proof, Mapping) else None,
             user_token=act is not None,
             audiences=record.audience,
+            user_issuer=_user_issuer(claims),
         )
 
     def _verify_own(self, token: str, *, allow_expired: bool = False
@@ -656,7 +675,31 @@ class AuthorizationServer:
             return None, claims
         if not allow_expired and record.expires_at <= self._clock.now():
             return None, claims
+        if not allow_expired and not self._parties_active(claims):
+            return None, claims
         return record, claims
+
+    def _parties_active(self, claims: Mapping[str, Any]) -> bool:
+        """Lifecycle reaches issued tokens: the user must still be active (when the
+        directory knows them; always for an issuer that requires directory users, like the
+        demo issuer) and the current actor's agent must still hold identities. Revocation
+        does not ask (it must reach tokens of deactivated parties too)."""
+        act = claims.get("act")
+        sub = str(claims.get("sub"))
+        actor = str(act.get("sub")) if isinstance(act, Mapping) else None
+        agent_principal = actor is None and _agent_of(sub) is not None
+        if not agent_principal:
+            known = self._users.user_active(sub)
+            issuer = self._issuer_for(_user_issuer(claims))
+            if known is False or (known is None and issuer is not None
+                                  and issuer.require_directory_user):
+                return False
+        holder = actor if actor is not None else (sub if agent_principal else None)
+        if holder is None:
+            return True
+        name = _agent_of(holder)
+        facts = self._agents.agent(name) if name is not None else None
+        return facts is not None and facts.issues_identities
 
     def _actor(self, actor_token: str | None, actor_type: str | None,
                client: Client) -> SpiffeId:
@@ -850,6 +893,11 @@ class AuthorizationServer:
             claims["scope"] = scope.claim()
         if act is not None:
             claims["act"] = act
+        if subject.user_issuer is not None:
+            # RFC 9493 §4: who vouched for the user, so that the lifecycle check of every
+            # later use knows whether the directory must know the user
+            claims["sub_id"] = {"format": "iss_sub", "iss": subject.user_issuer,
+                                "sub": subject.subject}
         checksum = None
         if agent is not None:
             checksum = _checksum_claim(agent.checksum)

@@ -445,3 +445,44 @@ def test_agent_subjects_are_valid_resources_despite_allowed_resources(world: Wor
     assert error.code == "invalid_target"
     error = error_of(narrow.token, {**form, "resource": ["spiffe://other.org/agent/x"]})
     assert error.code == "invalid_target"
+
+
+def test_lifecycle_reaches_issued_tokens(world: World) -> None:
+    token = world.exchange(world.user_token("alice"), instance("helper"),
+                           resource=agent_id("sub"))["access_token"]
+    assert world.claims(token)["sub_id"] == {"format": "iss_sub",
+                                             "iss": f"{ISSUER}/dev/issuer", "sub": "alice"}
+    world.users.users["alice"] = False
+    assert world.server.introspect(token) == {"active": False}
+    assert error_of(world.exchange, token, instance("sub")).code == "invalid_request"
+    world.users.users["alice"] = True
+    assert world.server.introspect(token)["active"] is True
+    # a demo-issuer user must stay in the directory; one the directory forgets is inactive
+    del world.users.users["alice"]
+    assert world.server.introspect(token) == {"active": False}
+    world.users.users["alice"] = True
+    for state in ("suspended", "retired"):
+        world.agents.add("helper", state=state)
+        assert world.server.introspect(token) == {"active": False}, state
+        assert error_of(world.exchange, token, instance("sub")).code == "invalid_request"
+    world.agents.add("helper")
+    assert world.exchange(token, instance("sub"))["access_token"]
+    # revocation still reaches a token whose user is gone
+    world.users.users["alice"] = False
+    assert world.server.revoke(token, None) == 2
+
+
+def test_lifecycle_of_provider_users_and_agent_principals(world: World) -> None:
+    # a provider's user the directory does not know stays the provider's to vouch for
+    vouched = world.exchange(world.idp_token({"sub": "dave@idp", "aud": ISSUER}),
+                             instance("helper"))["access_token"]
+    assert world.server.introspect(vouched)["active"] is True
+    cc = world.server.token({
+        "grant_type": [GRANT_CLIENT_CREDENTIALS], "resource": [RESOURCE],
+        "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+        "client_assertion": [world.svid(instance("cron"))]})["access_token"]
+    assert world.server.introspect(cc)["active"] is True
+    world.agents.add("cron", delegation="agent_as_principal", state="suspended")
+    assert world.server.introspect(cc) == {"active": False}
+    with pytest.raises(OAuthError):
+        world.server.verify_access_token(cc)
