@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import logging
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +111,8 @@ _REPEATABLE = frozenset({"resource", "audience"})
 _LEEWAY = 30.0
 _MAX_PARAM = 16 * 1024
 _CHECKSUM_PREFIX = "sha256:"
+_MAX_ASSERTION_LIFETIME = 300.0
+"""The longest a ``private_key_jwt`` assertion may live (``exp - iat``, or ``exp - now``)."""
 
 
 class DemoIssuerDisabled(Invalid):
@@ -235,22 +237,31 @@ def _checksum_claim(hex_digest: str) -> str:
 
 class _ReplayCache:
     """``jti`` values of ``private_key_jwt`` assertions seen until they expire (RFC 7523
-    §3 item 7), per process."""
+    §3 item 7), per process. Entries leave only once expired (a heap ordered by expiry, not
+    by arrival); when the cache is full of live entries a new assertion is refused rather
+    than a live one forgotten, which would let it be replayed. With assertion lifetimes
+    capped at :data:`_MAX_ASSERTION_LIFETIME`, the size bounds the assertion rate."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+    def __init__(self, size: int = 100_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._expiry: list[tuple[float, str]] = []
         self._size = size
         self._lock = threading.Lock()
 
     def first_use(self, key: str, expires: float, now: float) -> bool:
+        """True the first time ``key`` is seen; False for a replay. :class:`
+        TemporarilyUnavailable` when no room is left."""
         with self._lock:
-            while self._seen and next(iter(self._seen.values())) < now:
-                self._seen.popitem(last=False)
+            while self._expiry and self._expiry[0][0] < now:
+                _exp, old = heapq.heappop(self._expiry)
+                self._seen.pop(old, None)
             if key in self._seen:
                 return False
+            if len(self._seen) >= self._size:
+                raise TemporarilyUnavailable("too many client assertions in flight to check "
+                                             "them for replay; retry shortly")
             self._seen[key] = expires
-            while len(self._seen) > self._size:
-                self._seen.popitem(last=False)
+            heapq.heappush(self._expiry, (expires, key))
             return True
 
 
@@ -467,9 +478,17 @@ class AuthorizationServer:
         if self.issuer not in audiences and f"{self.issuer}/oauth/token" not in audiences:
             raise InvalidClient("the client assertion's audience must be the AS issuer")
         jti = verified.claims.get("jti")
-        if isinstance(jti, str) and not self._replay.first_use(
-                f"{sub}\0{jti}", float(verified.claims["exp"]) + _LEEWAY,
-                self._clock.timestamp()):
+        if not isinstance(jti, str) or not jti:
+            raise InvalidClient("the client assertion needs a jti (it is single use)")
+        now = self._clock.timestamp()
+        exp = float(verified.claims["exp"])
+        iat = verified.claims.get("iat")
+        start = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) \
+            else now
+        if exp - start > _MAX_ASSERTION_LIFETIME:
+            raise InvalidClient(f"the client assertion may live at most "
+                                f"{int(_MAX_ASSERTION_LIFETIME)} seconds (exp - iat)")
+        if not self._replay.first_use(f"{sub}\0{jti}", exp + _LEEWAY, now):
             raise InvalidClient("the client assertion was already used")
         return Client(sub, "private_key_jwt", registered=registered)
 

@@ -486,3 +486,41 @@ def test_lifecycle_of_provider_users_and_agent_principals(world: World) -> None:
     assert world.server.introspect(cc) == {"active": False}
     with pytest.raises(OAuthError):
         world.server.verify_access_token(cc)
+
+
+def test_private_key_jwt_assertions_need_a_jti_and_a_short_life(world: World) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    client_id = world.server.register(
+        {"jwks": {"keys": [public_jwk(key.public_key(), "k1", "ES256")]}},
+        admin=True)["client_id"]
+    now = int(world.clock.timestamp())
+
+    def authenticate(**claims: Any) -> Any:
+        assertion = jwt.encode({"iss": client_id, "sub": client_id, "aud": ISSUER, **claims},
+                               key, algorithm="ES256", headers={"kid": "k1"})
+        return world.server.authenticate_client({
+            "client_assertion_type": [ASSERTION_JWT_BEARER], "client_assertion": [assertion]})
+
+    for claims, words in (({"exp": now + 60}, "jti"),
+                          ({"exp": now + 3600, "iat": now, "jti": "a"}, "at most"),
+                          ({"exp": now + 3600, "jti": "b"}, "at most")):
+        error = error_of(authenticate, **claims)
+        assert error.code == "invalid_client" and words in error.message, claims
+    assert authenticate(exp=now + 300, iat=now, jti="c").client_id == client_id
+    assert authenticate(exp=now + 120, jti="d").client_id == client_id
+
+
+def test_the_replay_cache_never_forgets_a_live_assertion() -> None:
+    from tabard.oauth.server import _ReplayCache
+
+    cache = _ReplayCache(size=2)
+    assert cache.first_use("long", 1000, now=0) and cache.first_use("short", 10, now=0)
+    # the short one expired: its place is free, and the long one is still remembered
+    assert cache.first_use("x", 500, now=20)
+    assert not cache.first_use("long", 1000, now=30)
+    # full of live entries: refused, never by forgetting one
+    with pytest.raises(OAuthError) as caught:
+        cache.first_use("y", 500, now=30)
+    assert caught.value.code == "temporarily_unavailable"
+    assert not cache.first_use("x", 500, now=40) and not cache.first_use("long", 1000, now=40)
+    assert cache.first_use("y", 900, now=600)
