@@ -737,6 +737,9 @@ class AuthorizationServer:
         except JwtSvidError as exc:
             raise InvalidRequest(f"actor_token is not a valid JWT-SVID for this AS: {exc}"
                                  ) from None
+        if svid.audience != (self.issuer,):
+            raise InvalidRequest("the actor_token must have the AS issuer as its only "
+                                 "audience")
         if client.spiffe_id is not None and svid.spiffe_id != client.spiffe_id:
             raise InvalidRequest("the actor_token's SPIFFE ID is not the authenticated client")
         return svid.spiffe_id

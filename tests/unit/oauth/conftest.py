@@ -82,6 +82,9 @@ class World:
             form["scope"] = [scope]
         if resource is not None:
             form["resource"] = [resource] if isinstance(resource, str) else list(resource)
+        if "actor_token_value" in extra:
+            form["actor_token"] = [extra.pop("actor_token_value")]
+            form["actor_token_type"] = [TOKEN_TYPE_JWT]
         for key, value in extra.items():
             form[key] = [value]
         return self.server.token(form)

@@ -524,3 +524,10 @@ def test_the_replay_cache_never_forgets_a_live_assertion() -> None:
     assert caught.value.code == "temporarily_unavailable"
     assert not cache.first_use("x", 500, now=40) and not cache.first_use("long", 1000, now=40)
     assert cache.first_use("y", 900, now=600)
+
+
+def test_the_actor_token_has_the_as_as_its_only_audience(world: World) -> None:
+    error = error_of(world.exchange, world.user_token(), instance("helper"),
+                     actor_token=False,
+                     actor_token_value=world.svid(instance("helper"), [ISSUER, RESOURCE]))
+    assert error.code == "invalid_request" and "only audience" in error.message
