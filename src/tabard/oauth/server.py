@@ -1117,10 +1117,14 @@ class AuthorizationServer:
             except JwtSvidError as exc:
                 raise InvalidSoftwareStatement(f"the software statement is not a valid "
                                                f"JWT-SVID for this AS: {exc}") from None
+            existing = self._clients.get(str(svid.spiffe_id))
+            if existing is not None:
+                self._check_narrowing(existing, grant_types, scope)
             client = OAuthClient(
                 client_id=str(svid.spiffe_id), client_name=name or str(svid.spiffe_id),
                 auth_method="spiffe", grant_types=tuple(grant_types), scope=scope, jwks=None,
-                created_at=now, software_id=extra.get("software_id"),
+                created_at=existing.created_at if existing is not None else now,
+                software_id=extra.get("software_id"),
                 software_version=extra.get("software_version"))
             self._clients.put(client)
             return self._client_view(client, software_statement=statement)
@@ -1154,6 +1158,21 @@ class AuthorizationServer:
         self._clients.put(client)
         return self._client_view(client, token_endpoint_auth_method="private_key_jwt",
                                  jwks=dict(jwks))
+
+    @staticmethod
+    def _check_narrowing(existing: OAuthClient, grant_types: Sequence[str],
+                         scope: str | None) -> None:
+        """A client registers again only to narrow itself (grant types a subset, scope
+        inside the registered one); anything else could widen what it was given, so an
+        admin deletes it first (``tabard oauth clients delete``)."""
+        refusal = InvalidClientMetadata(
+            f"client {existing.client_id!r} is already registered; registering again may "
+            "only narrow its grant types and scope (an admin may delete it first)")
+        if existing.auth_method != "spiffe" or not set(grant_types) <= set(
+                existing.grant_types):
+            raise refusal
+        if not Scope.parse(existing.scope).covers(Scope.parse(scope)):
+            raise refusal
 
     def _client_view(self, client: OAuthClient, **extra: Any) -> dict[str, Any]:
         view: dict[str, Any] = {

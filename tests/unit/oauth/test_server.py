@@ -531,3 +531,22 @@ def test_the_actor_token_has_the_as_as_its_only_audience(world: World) -> None:
                      actor_token=False,
                      actor_token_value=world.svid(instance("helper"), [ISSUER, RESOURCE]))
     assert error.code == "invalid_request" and "only audience" in error.message
+
+
+def test_registering_an_existing_client_again_may_only_narrow_it(world: World) -> None:
+    def register(**metadata: Any) -> dict[str, Any]:
+        return world.server.register(
+            {"software_statement": world.svid(instance("helper")), **metadata}, admin=False)
+
+    register(client_name="helper", scope="tools:jira.*",
+             grant_types=[GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER])
+    for wider in ({"scope": "tools:*"}, {},
+                  {"scope": "tools:jira.read", "grant_types": [GRANT_CLIENT_CREDENTIALS]}):
+        error = error_of(register, **wider)
+        assert error.code == "invalid_client_metadata" and "already registered" in \
+            error.message, wider
+    assert world.clients.get(str(instance("helper"))).scope == "tools:jira.*"  # type: ignore[union-attr]
+    narrowed = register(scope="tools:jira.read", grant_types=[GRANT_TOKEN_EXCHANGE])
+    assert narrowed["scope"] == "tools:jira.read"
+    assert world.server.delete_client(str(instance("helper")))
+    assert register(scope="tools:*")["scope"] == "tools:*"
