@@ -46,6 +46,7 @@ from tabard.oauth.errors import (
 )
 from tabard.oauth.issuers import TrustedIssuer
 from tabard.oauth.jwts import (
+    ASYMMETRIC_ALGORITHMS,
     JwtInvalid,
     KeyResolver,
     audiences_of,
@@ -838,7 +839,10 @@ class AuthorizationServer:
         if not resources and not audiences:
             raise InvalidTarget("a resource (RFC 8707) or audience is required")
         for value in resources:
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                raise InvalidTarget(f"resource {value[:200]!r} is not a valid URI") from None
             if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment \
                     or "#" in value or len(value) > 2048:
                 raise InvalidTarget(f"resource {value[:200]!r} must be an absolute URI "
@@ -1139,14 +1143,21 @@ class AuthorizationServer:
         if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list) \
                 or not jwks["keys"]:
             raise InvalidClientMetadata("jwks with at least one public key is required")
-        try:
-            for jwk in jwks["keys"]:
-                parsed = pyjwt.PyJWK(jwk)
-                if not hasattr(parsed.key, "public_bytes") or hasattr(parsed.key,
-                                                                      "private_bytes"):
-                    raise InvalidClientMetadata("jwks must hold public asymmetric keys")
-        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError) as exc:
-            raise InvalidClientMetadata(f"jwks: {exc}") from None
+        for jwk in jwks["keys"]:
+            if not isinstance(jwk, Mapping):
+                raise InvalidClientMetadata("jwks: every key must be a JSON object (a JWK)")
+            alg = jwk.get("alg")
+            if alg is not None and alg not in ASYMMETRIC_ALGORITHMS:
+                raise InvalidClientMetadata(f"jwks: alg {str(alg)[:40]!r} is not an allowed "
+                                            "asymmetric signing algorithm")
+            try:
+                parsed = pyjwt.PyJWK(dict(jwk))
+            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError, ValueError,
+                    NotImplementedError) as exc:
+                raise InvalidClientMetadata(f"jwks: {exc or 'the key cannot be used'}"
+                                            ) from None
+            if not hasattr(parsed.key, "public_bytes") or hasattr(parsed.key, "private_bytes"):
+                raise InvalidClientMetadata("jwks must hold public asymmetric keys")
         if GRANT_CLIENT_CREDENTIALS in grant_types:
             raise InvalidClientMetadata("client_credentials is only for agent-as-principal "
                                         "agents")
@@ -1200,9 +1211,12 @@ class AuthorizationServer:
 def _jwks_resolver(jwks: Mapping[str, Any]) -> KeyResolver:
     keys: dict[str | None, tuple[Any, str]] = {}
     for jwk in jwks.get("keys", []):
+        if not isinstance(jwk, Mapping):
+            continue
         try:
-            parsed = pyjwt.PyJWK(jwk)
-        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+            parsed = pyjwt.PyJWK(dict(jwk))
+        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError, ValueError,
+                NotImplementedError):
             continue
         keys[jwk.get("kid")] = (parsed.key, str(parsed.algorithm_name))
 

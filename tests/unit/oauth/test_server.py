@@ -128,6 +128,7 @@ def test_access_tokens_and_jwt_svids_never_verify_as_each_other(world: World) ->
     ({"resource": None}, "invalid_target"),
     ({"resource": "not a uri"}, "invalid_target"),
     ({"resource": "https://x.example/a#frag"}, "invalid_target"),
+    ({"resource": "http://["}, "invalid_target"),
     ({"subject_token_type": "urn:x"}, "invalid_request"),
     ({"subject_token": "garbage"}, "invalid_request"),
     ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"},
@@ -550,3 +551,11 @@ def test_registering_an_existing_client_again_may_only_narrow_it(world: World) -
     assert narrowed["scope"] == "tools:jira.read"
     assert world.server.delete_client(str(instance("helper")))
     assert register(scope="tools:*")["scope"] == "tools:*"
+
+
+def test_registration_refuses_unusable_jwks(world: World) -> None:
+    good = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "k1", "ES256")
+    for keys in (["abc"], [1], [{**good, "alg": "none"}], [{**good, "alg": "HS256"}],
+                 [{**good, "alg": "RS256"}], [{"kty": "oct", "k": "AAAA"}]):
+        error = error_of(world.server.register, {"jwks": {"keys": keys}}, admin=True)
+        assert error.code == "invalid_client_metadata", keys
