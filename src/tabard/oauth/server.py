@@ -1131,7 +1131,12 @@ class AuthorizationServer:
                 software_id=extra.get("software_id"),
                 software_version=extra.get("software_version"))
             self._clients.put(client)
-            return self._client_view(client, software_statement=statement)
+            # RFC 7591 §3.2.1 returns the method; RFC 8705 §2.1.2 names the certificate's
+            # SAN URI for tls_client_auth. JWT-SVID client assertions (jwt-spiffe) are
+            # accepted for the same client too.
+            return self._client_view(client, software_statement=statement,
+                                     token_endpoint_auth_method="tls_client_auth",
+                                     tls_client_auth_san_uri=client.client_id)
         if not admin:
             raise InvalidToken("registration needs a software statement (the agent's "
                                "JWT-SVID) or an admin token as initial access token")

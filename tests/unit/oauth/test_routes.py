@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tabard.errors import Unauthenticated
 from tabard.oauth import ASSERTION_JWT_SPIFFE, GRANT_TOKEN_EXCHANGE, TOKEN_TYPE_JWT
+from tabard.oauth.errors import TemporarilyUnavailable
 from tabard.server.routes.oauth import router
 from tests.unit.oauth.conftest import RESOURCE, World, instance
 
@@ -70,3 +71,15 @@ def test_the_endpoints_do_their_blocking_work_off_the_event_loop(world: World,
     registered = http.post("/oauth/register", json={"software_statement": svid})
     assert registered.status_code == 201, registered.text
     assert len(seen) >= 6 and not any(seen), seen
+
+
+def test_temporarily_unavailable_says_when_to_retry(world: World, http: TestClient) -> None:
+    def unavailable(*_args: Any, **_kwargs: Any) -> Any:
+        raise TemporarilyUnavailable("the audit log cannot record the grant")
+
+    world.server.token = unavailable  # type: ignore[method-assign]
+    response = http.post("/oauth/token", data={"grant_type": GRANT_TOKEN_EXCHANGE})
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert int(response.headers["retry-after"]) > 0
+    assert response.headers["cache-control"] == "no-store"

@@ -313,6 +313,8 @@ def test_agents_register_with_their_jwt_svid(world: World) -> None:
     view = world.server.register({"software_statement": statement, "client_name": "helper",
                                   "scope": "tools:jira.*"}, admin=False)
     assert view["client_id"] == str(instance("helper"))
+    assert view["token_endpoint_auth_method"] == "tls_client_auth"
+    assert view["tls_client_auth_san_uri"] == str(instance("helper"))
     issued = world.exchange(world.user_token(), instance("helper"))
     assert world.claims(issued["access_token"])["scope"] == "tools:jira.*"
     bad = world.svid(instance("helper"), "someone-else")

@@ -49,6 +49,8 @@ def _as(services: ServerServices) -> AuthorizationServer:
 
 def _error(exc: OAuthError) -> JSONResponse:
     headers = dict(_NO_STORE)
+    if exc.status == 503:
+        headers["Retry-After"] = "5"  # RFC 9110 §10.2.3; RFC 7009 §2.2.1
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="tabard"' if exc.code == "invalid_token" \
             else 'Basic realm="tabard"'
