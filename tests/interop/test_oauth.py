@@ -43,6 +43,10 @@ def instance(agent: str) -> str:
     return f"spiffe://example.org/agent/{agent}/instance/1"
 
 
+def agent_id(agent: str) -> str:
+    return f"spiffe://example.org/agent/{agent}"
+
+
 @pytest.fixture(scope="module")
 def dev(platform: DevPlatform) -> DevPlatform:
     ok(platform.cli("users", "create", "alice"))
@@ -114,8 +118,11 @@ def test_oauth4webapi_exchanges_and_jose_verifies(dev: DevPlatform) -> None:
 
 def test_three_hops_widening_introspection_and_revocation(dev: DevPlatform) -> None:
     user = ok(dev.cli("users", "token", "--user", "alice", "--scope", "tools:*"))
-    one = exchange(dev, user, "helper", scope="tools:jira.* tools:github.*").json()
-    two = exchange(dev, one["access_token"], "sub", scope="tools:jira.*").json()
+    # each agent delegates to the next by asking for a token whose resource is that agent
+    one = exchange(dev, user, "helper", scope="tools:jira.* tools:github.*",
+                   resource=agent_id("sub")).json()
+    two = exchange(dev, one["access_token"], "sub", scope="tools:jira.*",
+                   resource=agent_id("subsub")).json()
     wider = exchange(dev, two["access_token"], "subsub", scope="tools:github.*")
     assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
     assert wider.headers["cache-control"] == "no-store"
@@ -124,6 +131,9 @@ def test_three_hops_widening_introspection_and_revocation(dev: DevPlatform) -> N
     assert seen["active"] is True and seen["scope"] == "tools:jira.read"
     assert seen["act"] == {"sub": instance("subsub"), "act": {
         "sub": instance("sub"), "act": {"sub": instance("helper")}}}
+    # a token issued for the tool server is not another agent's to extend
+    stolen = exchange(dev, three["access_token"], "helper")
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
     table = ok(dev.cli("oauth", "introspect", three["access_token"]))
     assert instance("subsub") in table and "tools:jira.read" in table
     ok(dev.cli("oauth", "revoke", one["access_token"]))

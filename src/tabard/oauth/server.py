@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import hmac
 import logging
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,6 +46,7 @@ from tabard.oauth.errors import (
 )
 from tabard.oauth.issuers import TrustedIssuer
 from tabard.oauth.jwts import (
+    ASYMMETRIC_ALGORITHMS,
     JwtInvalid,
     KeyResolver,
     audiences_of,
@@ -68,6 +69,7 @@ from tabard.spiffe import (
     Bundle,
     JwtSvidError,
     SpiffeId,
+    SpiffeIdError,
     X509SvidError,
     verify_jwt_svid,
     verify_x509_svid,
@@ -110,6 +112,8 @@ _REPEATABLE = frozenset({"resource", "audience"})
 _LEEWAY = 30.0
 _MAX_PARAM = 16 * 1024
 _CHECKSUM_PREFIX = "sha256:"
+_MAX_ASSERTION_LIFETIME = 300.0
+"""The longest a ``private_key_jwt`` assertion may live (``exp - iat``, or ``exp - now``)."""
 
 
 class DemoIssuerDisabled(Invalid):
@@ -155,6 +159,23 @@ class _Subject:
     agent_proof: Mapping[str, Any] | None = None
     resources: tuple[str, ...] = ()
     user_token: bool = True
+    audiences: tuple[str, ...] = ()
+    """For a tabard token: its ``aud`` (the parties it was issued to)."""
+    user_issuer: str | None = None
+    """The trusted issuer that vouched for the user (kept in the token as ``sub_id``)."""
+
+    @property
+    def own(self) -> bool:
+        """A tabard access token (exchanged again), not a user's token."""
+        return self.parent_jti is not None
+
+    @property
+    def current_actor(self) -> str | None:
+        """Who holds a tabard token: its outermost ``act``, or for an agent-as-principal
+        token (no ``act``) the agent instance that is its subject."""
+        if self.act is not None:
+            return str(self.act.get("sub"))
+        return None if self.user_token else self.subject
 
 
 def _b64(data: bytes) -> str:
@@ -191,28 +212,57 @@ def _chain(act: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(reversed(actors))
 
 
+def _agent_of(value: str) -> str | None:
+    """The agent name of an agent instance SPIFFE ID given as a string, else None."""
+    try:
+        return agent_name_of(SpiffeId.parse(value))
+    except SpiffeIdError:
+        return None
+
+
+def _user_issuer(claims: Mapping[str, Any]) -> str | None:
+    sub_id = claims.get("sub_id")
+    if isinstance(sub_id, Mapping) and sub_id.get("format") == "iss_sub":
+        iss = sub_id.get("iss")
+        return iss if isinstance(iss, str) else None
+    return None
+
+
+def _is_id_jag(header: Mapping[str, Any]) -> bool:
+    return str(header.get("typ", "")).lower().removeprefix("application/") == ID_JAG_TYP
+
+
 def _checksum_claim(hex_digest: str) -> str:
     return hex_digest if hex_digest.startswith(_CHECKSUM_PREFIX) else _CHECKSUM_PREFIX + hex_digest
 
 
 class _ReplayCache:
     """``jti`` values of ``private_key_jwt`` assertions seen until they expire (RFC 7523
-    §3 item 7), per process."""
+    §3 item 7), per process. Entries leave only once expired (a heap ordered by expiry, not
+    by arrival); when the cache is full of live entries a new assertion is refused rather
+    than a live one forgotten, which would let it be replayed. With assertion lifetimes
+    capped at :data:`_MAX_ASSERTION_LIFETIME`, the size bounds the assertion rate."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+    def __init__(self, size: int = 100_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._expiry: list[tuple[float, str]] = []
         self._size = size
         self._lock = threading.Lock()
 
     def first_use(self, key: str, expires: float, now: float) -> bool:
+        """True the first time ``key`` is seen; False for a replay. :class:`
+        TemporarilyUnavailable` when no room is left."""
         with self._lock:
-            while self._seen and next(iter(self._seen.values())) < now:
-                self._seen.popitem(last=False)
+            while self._expiry and self._expiry[0][0] < now:
+                _exp, old = heapq.heappop(self._expiry)
+                self._seen.pop(old, None)
             if key in self._seen:
                 return False
+            if len(self._seen) >= self._size:
+                raise TemporarilyUnavailable("too many client assertions in flight to check "
+                                             "them for replay; retry shortly")
             self._seen[key] = expires
-            while len(self._seen) > self._size:
-                self._seen.popitem(last=False)
+            heapq.heappush(self._expiry, (expires, key))
             return True
 
 
@@ -429,9 +479,17 @@ class AuthorizationServer:
         if self.issuer not in audiences and f"{self.issuer}/oauth/token" not in audiences:
             raise InvalidClient("the client assertion's audience must be the AS issuer")
         jti = verified.claims.get("jti")
-        if isinstance(jti, str) and not self._replay.first_use(
-                f"{sub}\0{jti}", float(verified.claims["exp"]) + _LEEWAY,
-                self._clock.timestamp()):
+        if not isinstance(jti, str) or not jti:
+            raise InvalidClient("the client assertion needs a jti (it is single use)")
+        now = self._clock.timestamp()
+        exp = float(verified.claims["exp"])
+        iat = verified.claims.get("iat")
+        start = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) \
+            else now
+        if exp - start > _MAX_ASSERTION_LIFETIME:
+            raise InvalidClient(f"the client assertion may live at most "
+                                f"{int(_MAX_ASSERTION_LIFETIME)} seconds (exp - iat)")
+        if not self._replay.first_use(f"{sub}\0{jti}", exp + _LEEWAY, now):
             raise InvalidClient("the client assertion was already used")
         return Client(sub, "private_key_jwt", registered=registered)
 
@@ -473,29 +531,55 @@ class AuthorizationServer:
         subject = self._subject(subject_token)
         actor = self._actor(actor_token, actor_type, client)
         agent = self._acting_agent(actor, subject)
-        if subject.may_act is not None and not self._may_act(subject.may_act, actor):
-            raise InvalidGrant(f"the subject token's may_act does not allow {actor} to act")
-        act: dict[str, Any] = {"sub": str(actor)}
+        self._check_may_act(subject, str(actor), "subject token")
+        if subject.own and subject.current_actor == str(actor):
+            # the holder exchanges its own token again (another resource, a narrower scope):
+            # the chain stays as it is
+            act = dict(subject.act) if subject.act is not None else None
+            return self._issue(form, client, subject, act=act, agent=agent)
+        if subject.own:
+            self._check_delegated_to(subject, actor)
+        new_act: dict[str, Any] = {"sub": str(actor)}
         if subject.act is not None:
-            act["act"] = dict(subject.act)
-        if _depth(act) > self._max_depth:
+            new_act["act"] = dict(subject.act)
+        if _depth(new_act) > self._max_depth:
             raise InvalidGrant(f"the delegation chain would exceed the maximum depth of "
                                f"{self._max_depth}")
-        return self._issue(form, client, subject, act=act, agent=agent)
+        return self._issue(form, client, subject, act=new_act, agent=agent)
+
+    def _check_delegated_to(self, subject: _Subject, actor: SpiffeId) -> None:
+        """A tabard token extends the chain only for a party it was issued to: the new actor
+        (its instance ID, or its agent ``spiffe://td/agent/<name>``) must be one of its
+        audiences. An agent hands work to a sub-agent by exchanging for a token whose
+        ``resource`` is the sub-agent; a token for a tool server cannot be re-delegated."""
+        name = agent_name_of(actor)
+        accepted = {str(actor)}
+        if name is not None:
+            accepted.add(f"spiffe://{actor.trust_domain}/agent/{name}")
+        if not accepted & set(subject.audiences):
+            raise InvalidGrant(f"the subject token was not issued to {actor}: to delegate, "
+                               "its holder exchanges it for a token whose resource is the "
+                               "sub-agent (spiffe://<td>/agent/<name>)")
 
     def _jwt_bearer(self, form: Mapping[str, Sequence[str]], client: Client) -> dict[str, Any]:
-        """RFC 7523 §2.1 from a trusted issuer, and the ID-JAG profile: ``typ``
-        ``oauth-id-jag+jwt``, ``aud`` exactly the AS issuer, ``client_id`` the client."""
+        """RFC 7523 §2.1 with the ID-JAG profile only: ``typ`` ``oauth-id-jag+jwt`` from a
+        trusted issuer, ``aud`` exactly the AS issuer, ``client_id`` the client. Other JWTs
+        (plain IdP tokens, demo tokens) are subject tokens of token exchange, never
+        assertions here, so neither grant accepts the other's tokens."""
         assertion = _form_value(form, "assertion", required=True)
         assert assertion is not None
         try:
             header, _claims = unverified_claims(assertion)
         except JwtInvalid as exc:
             raise InvalidGrant(f"assertion: {exc}") from None
-        id_jag = str(header.get("typ", "")).lower().removeprefix("application/") == ID_JAG_TYP
-        subject = self._user_assertion(assertion, id_jag=id_jag, client=client)
+        if not _is_id_jag(header):
+            raise InvalidGrant(f"the jwt-bearer grant accepts only an ID-JAG (typ "
+                               f"{ID_JAG_TYP}); exchange other user tokens with token exchange")
+        subject = self._user_assertion(assertion, client=client)
         act: dict[str, Any] | None = None
         agent: AgentFacts | None = None
+        # the party that becomes the actor is the client (the agent instance, if it is one)
+        self._check_may_act(subject, client.client_id, "assertion")
         if client.spiffe_id is not None and client.agent is not None:
             agent = self._acting_agent(client.spiffe_id, subject)
             act = {"sub": client.client_id}
@@ -521,9 +605,12 @@ class AuthorizationServer:
         """A subject token: a tabard access token, or a user token from a trusted issuer.
         Invalid tokens are ``invalid_request`` (RFC 8693 §2.2.2)."""
         try:
-            _header, claims = unverified_claims(token)
+            header, claims = unverified_claims(token)
         except JwtInvalid as exc:
             raise InvalidRequest(f"subject_token: {exc}") from None
+        if _is_id_jag(header):
+            raise InvalidRequest("subject_token: an ID-JAG is redeemed with the jwt-bearer "
+                                 "grant, not exchanged")
         iss = claims.get("iss")
         if iss == self.issuer:
             return self._own_token_subject(token)
@@ -560,12 +647,13 @@ class AuthorizationServer:
         except ScopeError as exc:
             raise InvalidRequest(f"the user token's scope: {exc}") from None
         may_act = claims.get("may_act")
+        if may_act is not None and not isinstance(may_act, Mapping):
+            raise InvalidGrant("the user token's may_act must be a JSON object")
         resource = claims.get("resource")
         resources = (resource,) if isinstance(resource, str) else tuple(
             r for r in resource if isinstance(r, str)) if isinstance(resource, list) else ()
         return _Subject(subject=sub, scope=scope, expires=float(claims["exp"]),
-                        may_act=may_act if isinstance(may_act, Mapping) else None,
-                        resources=resources)
+                        may_act=may_act, resources=resources, user_issuer=issuer.issuer)
 
     def _own_token_subject(self, token: str) -> _Subject:
         record, claims = self._verify_own(token)
@@ -583,6 +671,8 @@ class AuthorizationServer:
             parent_jti=record.jti,
             agent_proof=agent_proof if isinstance(agent_proof, Mapping) else None,
             user_token=act is not None,
+            audiences=record.audience,
+            user_issuer=_user_issuer(claims),
         )
 
     def _verify_own(self, token: str, *, allow_expired: bool = False
@@ -605,7 +695,31 @@ class AuthorizationServer:
             return None, claims
         if not allow_expired and record.expires_at <= self._clock.now():
             return None, claims
+        if not allow_expired and not self._parties_active(claims):
+            return None, claims
         return record, claims
+
+    def _parties_active(self, claims: Mapping[str, Any]) -> bool:
+        """Lifecycle reaches issued tokens: the user must still be active (when the
+        directory knows them; always for an issuer that requires directory users, like the
+        demo issuer) and the current actor's agent must still hold identities. Revocation
+        does not ask (it must reach tokens of deactivated parties too)."""
+        act = claims.get("act")
+        sub = str(claims.get("sub"))
+        actor = str(act.get("sub")) if isinstance(act, Mapping) else None
+        agent_principal = actor is None and _agent_of(sub) is not None
+        if not agent_principal:
+            known = self._users.user_active(sub)
+            issuer = self._issuer_for(_user_issuer(claims))
+            if known is False or (known is None and issuer is not None
+                                  and issuer.require_directory_user):
+                return False
+        holder = actor if actor is not None else (sub if agent_principal else None)
+        if holder is None:
+            return True
+        name = _agent_of(holder)
+        facts = self._agents.agent(name) if name is not None else None
+        return facts is not None and facts.issues_identities
 
     def _actor(self, actor_token: str | None, actor_type: str | None,
                client: Client) -> SpiffeId:
@@ -624,6 +738,9 @@ class AuthorizationServer:
         except JwtSvidError as exc:
             raise InvalidRequest(f"actor_token is not a valid JWT-SVID for this AS: {exc}"
                                  ) from None
+        if svid.audience != (self.issuer,):
+            raise InvalidRequest("the actor_token must have the AS issuer as its only "
+                                 "audience")
         if client.spiffe_id is not None and svid.spiffe_id != client.spiffe_id:
             raise InvalidRequest("the actor_token's SPIFFE ID is not the authenticated client")
         return svid.spiffe_id
@@ -663,19 +780,31 @@ class AuthorizationServer:
                                    "not its approved checksum; recertification required")
         return facts
 
-    def _may_act(self, may_act: Mapping[str, Any], actor: SpiffeId) -> bool:
-        """``may_act.sub`` names the instance, or the agent (``spiffe://td/agent/<name>``)
-        whose every instance may act."""
+    def _check_may_act(self, subject: _Subject, actor: str, what: str) -> None:
+        """RFC 8693 §4.4 in every grant that takes a user subject: a ``may_act`` of the
+        subject names who may become the actor; anyone else is ``invalid_grant``."""
+        if subject.may_act is not None and not self._may_act(subject.may_act, actor):
+            raise InvalidGrant(f"the {what}'s may_act does not allow {actor} to act")
+
+    @staticmethod
+    def _may_act(may_act: Mapping[str, Any], actor: str) -> bool:
+        """``may_act.sub`` names the instance (or client), or the agent
+        (``spiffe://td/agent/<name>``) whose every instance may act."""
         allowed = may_act.get("sub")
         if not isinstance(allowed, str):
             return False
-        if allowed == str(actor):
+        if allowed == actor:
             return True
-        name = agent_name_of(actor)
-        return name is not None and allowed == f"spiffe://{actor.trust_domain}/agent/{name}"
+        try:
+            spiffe_id = SpiffeId.parse(actor)
+        except SpiffeIdError:
+            return False
+        name = agent_name_of(spiffe_id)
+        return name is not None and allowed == f"spiffe://{spiffe_id.trust_domain}/agent/{name}"
 
-    def _user_assertion(self, assertion: str, *, id_jag: bool, client: Client) -> _Subject:
-        """A JWT bearer assertion (``invalid_grant`` when it fails, RFC 7523 §3.1)."""
+    def _user_assertion(self, assertion: str, *, client: Client) -> _Subject:
+        """An ID-JAG as JWT bearer assertion (``invalid_grant`` when it fails, RFC 7523
+        §3.1)."""
         try:
             _header, unverified = unverified_claims(assertion)
         except JwtInvalid as exc:
@@ -683,23 +812,19 @@ class AuthorizationServer:
         issuer = self._issuer_for(unverified.get("iss"))
         if issuer is None:
             raise InvalidGrant("assertion: its issuer is not trusted")
-        required: tuple[str, ...] = ("exp", "sub", "iss", "aud")
-        if id_jag:
-            required = (*required, "jti", "iat", "client_id")
         try:
             verified = verify_jwt(assertion, issuer.resolve, now=self._clock.timestamp(),
-                                  leeway=_LEEWAY, required=required)
+                                  leeway=_LEEWAY, typ=(ID_JAG_TYP,),
+                                  required=("exp", "sub", "iss", "aud", "jti", "iat",
+                                            "client_id"))
         except JwtInvalid as exc:
             raise InvalidGrant(f"assertion: {exc}") from None
         claims = verified.claims
         aud = claims.get("aud")
-        if id_jag:
-            if not (aud == self.issuer or aud == [self.issuer]):
-                raise InvalidGrant("an ID-JAG's aud must be exactly the AS issuer")
-            if claims.get("client_id") != client.client_id:
-                raise InvalidGrant("the ID-JAG's client_id is not the authenticated client")
-        elif self.issuer not in audiences_of(claims):
-            raise InvalidGrant("the assertion's audience must be the AS issuer")
+        if not (aud == self.issuer or aud == [self.issuer]):
+            raise InvalidGrant("an ID-JAG's aud must be exactly the AS issuer")
+        if claims.get("client_id") != client.client_id:
+            raise InvalidGrant("the ID-JAG's client_id is not the authenticated client")
         return self._user_subject(claims, issuer)
 
     # --- issuing ----------------------------------------------------------------------------
@@ -714,7 +839,10 @@ class AuthorizationServer:
         if not resources and not audiences:
             raise InvalidTarget("a resource (RFC 8707) or audience is required")
         for value in resources:
-            parts = urlsplit(value)
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                raise InvalidTarget(f"resource {value[:200]!r} is not a valid URI") from None
             if not parts.scheme or not (parts.netloc or parts.path) or parts.fragment \
                     or "#" in value or len(value) > 2048:
                 raise InvalidTarget(f"resource {value[:200]!r} must be an absolute URI "
@@ -726,12 +854,27 @@ class AuthorizationServer:
         if subject.resources and any(t not in subject.resources for t in targets):
             raise InvalidTarget("the requested resource is outside the assertion's resource")
         if self._allowed_resources and any(
-                not any(t == a or t.startswith(a.rstrip("/") + "/")
-                        for a in self._allowed_resources) for t in targets):
+                not self._is_local_agent(t)
+                and not any(t == a or t.startswith(a.rstrip("/") + "/")
+                            for a in self._allowed_resources) for t in targets):
             raise InvalidTarget("the requested resource is not served by this AS")
         if len(targets) > 16:
             raise InvalidTarget("at most 16 resources per token")
         return targets
+
+    def _is_local_agent(self, target: str) -> bool:
+        """An agent (``spiffe://td/agent/<name>``) or agent instance of this trust domain: a
+        sub-agent to delegate to, always a valid resource."""
+        if not target.startswith("spiffe://"):
+            return False
+        try:
+            spiffe_id = SpiffeId.parse(target)
+        except SpiffeIdError:
+            return False
+        if spiffe_id.trust_domain != self._bundle().trust_domain:
+            return False
+        s = spiffe_id.segments
+        return (len(s) == 2 and s[0] == "agent") or agent_name_of(spiffe_id) is not None
 
     def _scope(self, form: Mapping[str, Sequence[str]], subject: _Subject,
                client: Client) -> Scope:
@@ -776,6 +919,11 @@ class AuthorizationServer:
             claims["scope"] = scope.claim()
         if act is not None:
             claims["act"] = act
+        if subject.user_issuer is not None:
+            # RFC 9493 §4: who vouched for the user, so that the lifecycle check of every
+            # later use knows whether the directory must know the user
+            claims["sub_id"] = {"format": "iss_sub", "iss": subject.user_issuer,
+                                "sub": subject.subject}
         checksum = None
         if agent is not None:
             checksum = _checksum_claim(agent.checksum)
@@ -973,13 +1121,22 @@ class AuthorizationServer:
             except JwtSvidError as exc:
                 raise InvalidSoftwareStatement(f"the software statement is not a valid "
                                                f"JWT-SVID for this AS: {exc}") from None
+            existing = self._clients.get(str(svid.spiffe_id))
+            if existing is not None:
+                self._check_narrowing(existing, grant_types, scope)
             client = OAuthClient(
                 client_id=str(svid.spiffe_id), client_name=name or str(svid.spiffe_id),
                 auth_method="spiffe", grant_types=tuple(grant_types), scope=scope, jwks=None,
-                created_at=now, software_id=extra.get("software_id"),
+                created_at=existing.created_at if existing is not None else now,
+                software_id=extra.get("software_id"),
                 software_version=extra.get("software_version"))
             self._clients.put(client)
-            return self._client_view(client, software_statement=statement)
+            # RFC 7591 §3.2.1 returns the method; RFC 8705 §2.1.2 names the certificate's
+            # SAN URI for tls_client_auth. JWT-SVID client assertions (jwt-spiffe) are
+            # accepted for the same client too.
+            return self._client_view(client, software_statement=statement,
+                                     token_endpoint_auth_method="tls_client_auth",
+                                     tls_client_auth_san_uri=client.client_id)
         if not admin:
             raise InvalidToken("registration needs a software statement (the agent's "
                                "JWT-SVID) or an admin token as initial access token")
@@ -991,14 +1148,21 @@ class AuthorizationServer:
         if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list) \
                 or not jwks["keys"]:
             raise InvalidClientMetadata("jwks with at least one public key is required")
-        try:
-            for jwk in jwks["keys"]:
-                parsed = pyjwt.PyJWK(jwk)
-                if not hasattr(parsed.key, "public_bytes") or hasattr(parsed.key,
-                                                                      "private_bytes"):
-                    raise InvalidClientMetadata("jwks must hold public asymmetric keys")
-        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError) as exc:
-            raise InvalidClientMetadata(f"jwks: {exc}") from None
+        for jwk in jwks["keys"]:
+            if not isinstance(jwk, Mapping):
+                raise InvalidClientMetadata("jwks: every key must be a JSON object (a JWK)")
+            alg = jwk.get("alg")
+            if alg is not None and alg not in ASYMMETRIC_ALGORITHMS:
+                raise InvalidClientMetadata(f"jwks: alg {str(alg)[:40]!r} is not an allowed "
+                                            "asymmetric signing algorithm")
+            try:
+                parsed = pyjwt.PyJWK(dict(jwk))
+            except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError, ValueError,
+                    NotImplementedError) as exc:
+                raise InvalidClientMetadata(f"jwks: {exc or 'the key cannot be used'}"
+                                            ) from None
+            if not hasattr(parsed.key, "public_bytes") or hasattr(parsed.key, "private_bytes"):
+                raise InvalidClientMetadata("jwks must hold public asymmetric keys")
         if GRANT_CLIENT_CREDENTIALS in grant_types:
             raise InvalidClientMetadata("client_credentials is only for agent-as-principal "
                                         "agents")
@@ -1010,6 +1174,21 @@ class AuthorizationServer:
         self._clients.put(client)
         return self._client_view(client, token_endpoint_auth_method="private_key_jwt",
                                  jwks=dict(jwks))
+
+    @staticmethod
+    def _check_narrowing(existing: OAuthClient, grant_types: Sequence[str],
+                         scope: str | None) -> None:
+        """A client registers again only to narrow itself (grant types a subset, scope
+        inside the registered one); anything else could widen what it was given, so an
+        admin deletes it first (``tabard oauth clients delete``)."""
+        refusal = InvalidClientMetadata(
+            f"client {existing.client_id!r} is already registered; registering again may "
+            "only narrow its grant types and scope (an admin may delete it first)")
+        if existing.auth_method != "spiffe" or not set(grant_types) <= set(
+                existing.grant_types):
+            raise refusal
+        if not Scope.parse(existing.scope).covers(Scope.parse(scope)):
+            raise refusal
 
     def _client_view(self, client: OAuthClient, **extra: Any) -> dict[str, Any]:
         view: dict[str, Any] = {
@@ -1037,9 +1216,12 @@ class AuthorizationServer:
 def _jwks_resolver(jwks: Mapping[str, Any]) -> KeyResolver:
     keys: dict[str | None, tuple[Any, str]] = {}
     for jwk in jwks.get("keys", []):
+        if not isinstance(jwk, Mapping):
+            continue
         try:
-            parsed = pyjwt.PyJWK(jwk)
-        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError):
+            parsed = pyjwt.PyJWK(dict(jwk))
+        except (pyjwt.PyJWKError, pyjwt.InvalidKeyError, TypeError, ValueError,
+                NotImplementedError):
             continue
         keys[jwk.get("kid")] = (parsed.key, str(parsed.algorithm_name))
 

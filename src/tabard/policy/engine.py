@@ -291,7 +291,9 @@ class PolicyEngine:
 
         reasons: list[str] = []
         ids: dict[str, tuple[str, ...]] = {_AGENT_SIDE: (), _USER_SIDE: ()}
-        allowed = True
+        # no side evaluated can never allow (evaluate() refuses that case before, this is
+        # defence in depth)
+        allowed = bool(sides)
         obligations: set[Obligation] = set()
         threshold: tuple[int, str] | None = None
         for (side, principal), result in zip(sides, results, strict=True):

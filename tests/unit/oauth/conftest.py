@@ -37,6 +37,11 @@ def instance(agent: str, n: str = "1") -> SpiffeId:
     return SpiffeId.parse(f"spiffe://example.org/agent/{agent}/instance/{n}")
 
 
+def agent_id(agent: str) -> str:
+    """The agent's SPIFFE ID: the ``resource`` that delegates a token to any instance of it."""
+    return f"spiffe://example.org/agent/{agent}"
+
+
 @dataclass
 class World:
     clock: FakeClock
@@ -61,7 +66,7 @@ class World:
                           headers={"kid": "idp-1", "typ": typ})
 
     def exchange(self, subject_token: str, actor: SpiffeId, *, scope: str | None = None,
-                 resource: str | None = RESOURCE, actor_token: bool = True,
+                 resource: str | Sequence[str] | None = RESOURCE, actor_token: bool = True,
                  **extra: str) -> dict[str, Any]:
         form: dict[str, list[str]] = {
             "grant_type": [GRANT_TOKEN_EXCHANGE],
@@ -76,7 +81,10 @@ class World:
         if scope is not None:
             form["scope"] = [scope]
         if resource is not None:
-            form["resource"] = [resource]
+            form["resource"] = [resource] if isinstance(resource, str) else list(resource)
+        if "actor_token_value" in extra:
+            form["actor_token"] = [extra.pop("actor_token_value")]
+            form["actor_token_type"] = [TOKEN_TYPE_JWT]
         for key, value in extra.items():
             form[key] = [value]
         return self.server.token(form)

@@ -14,7 +14,7 @@ from tabard.oauth import AuthorizationServer
 from tabard.oauth.errors import TemporarilyUnavailable
 from tabard.store import Database
 from tabard.store.audit import SqlAuditStore
-from tests.unit.oauth.conftest import World, instance
+from tests.unit.oauth.conftest import World, agent_id, instance
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_a_grant_is_recorded_with_its_chain_and_without_the_token(
         audited: tuple[World, AuditLog, Database]) -> None:
     world, log, _db = audited
     first = world.exchange(world.user_token("alice", "tools:*"), instance("helper"),
-                           scope="tools:jira.*")
+                           scope="tools:jira.*", resource=agent_id("sub"))
     second = world.exchange(first["access_token"], instance("sub", "2"),
                             scope="tools:jira.read")
     grants = log.records(kind="token_grant")

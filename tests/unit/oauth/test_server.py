@@ -25,7 +25,7 @@ from tabard.oauth import (
     public_jwk,
 )
 from tabard.spiffe import JwtSvidError, SpiffeId, verify_jwt_svid
-from tests.unit.oauth.conftest import ISSUER, RESOURCE, World, instance
+from tests.unit.oauth.conftest import ISSUER, RESOURCE, World, agent_id, instance
 
 
 def error_of(call: Any, *args: Any, **kwargs: Any) -> OAuthError:
@@ -36,8 +36,12 @@ def error_of(call: Any, *args: Any, **kwargs: Any) -> OAuthError:
 
 def test_a_three_hop_chain_narrows_and_introspection_shows_it(world: World) -> None:
     user = world.user_token("alice", scope="tools:jira.* tools:github.* tools:scanner.run")
-    one = world.exchange(user, instance("helper"), scope="tools:jira.* tools:github.*")
-    two = world.exchange(one["access_token"], instance("sub"), scope="tools:jira.*")
+    # each agent delegates to the next by asking for a token whose resource is that agent
+    one = world.exchange(user, instance("helper"), scope="tools:jira.* tools:github.*",
+                         resource=agent_id("sub"))
+    two = world.exchange(one["access_token"], instance("sub"), scope="tools:jira.*",
+                         resource=agent_id("subsub"))
+    assert world.claims(two["access_token"])["aud"] == agent_id("subsub")
     three = world.exchange(two["access_token"], instance("subsub"), scope="tools:jira.read")
     claims = world.claims(three["access_token"])
     assert jwt.get_unverified_header(three["access_token"])["typ"] == "at+jwt"
@@ -61,7 +65,8 @@ def test_widening_at_any_hop_is_invalid_scope(world: World) -> None:
     user = world.user_token("alice", scope="tools:jira.*")
     error = error_of(world.exchange, user, instance("helper"), scope="tools:*")
     assert error.code == "invalid_scope" and error.status == 400
-    one = world.exchange(user, instance("helper"), scope="tools:jira.read tools:jira.write")
+    one = world.exchange(user, instance("helper"), scope="tools:jira.read tools:jira.write",
+                         resource=agent_id("sub"))
     error = error_of(world.exchange, one["access_token"], instance("sub"),
                      scope="tools:jira.*")
     assert error.code == "invalid_scope"
@@ -69,15 +74,17 @@ def test_widening_at_any_hop_is_invalid_scope(world: World) -> None:
 
 def test_the_depth_limit_holds(world: World) -> None:
     token = world.user_token("alice")
-    for agent in ("helper", "sub", "subsub"):
-        token = world.exchange(token, instance(agent))["access_token"]
+    for agent, next_agent in (("helper", "sub"), ("sub", "subsub"), ("subsub", "fourth")):
+        token = world.exchange(token, instance(agent),
+                               resource=agent_id(next_agent))["access_token"]
     error = error_of(world.exchange, token, instance("fourth"))
     assert error.code == "invalid_grant" and "depth" in error.message
 
 
 def test_revoking_a_token_revokes_the_chain_below_it(world: World) -> None:
-    one = world.exchange(world.user_token(), instance("helper"))["access_token"]
-    two = world.exchange(one, instance("sub"))["access_token"]
+    one = world.exchange(world.user_token(), instance("helper"),
+                         resource=[agent_id("sub"), agent_id("fourth")])["access_token"]
+    two = world.exchange(one, instance("sub"), resource=agent_id("subsub"))["access_token"]
     three = world.exchange(two, instance("subsub"))["access_token"]
     sibling = world.exchange(one, instance("fourth"))["access_token"]
     assert world.server.revoke(two, None) == 2
@@ -121,6 +128,7 @@ def test_access_tokens_and_jwt_svids_never_verify_as_each_other(world: World) ->
     ({"resource": None}, "invalid_target"),
     ({"resource": "not a uri"}, "invalid_target"),
     ({"resource": "https://x.example/a#frag"}, "invalid_target"),
+    ({"resource": "http://["}, "invalid_target"),
     ({"subject_token_type": "urn:x"}, "invalid_request"),
     ({"subject_token": "garbage"}, "invalid_request"),
     ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"},
@@ -185,7 +193,8 @@ def test_agent_rules_from_the_registry(world: World) -> None:
 
 
 def test_a_changed_checksum_refuses_the_delegated_token(world: World) -> None:
-    one = world.exchange(world.user_token(), instance("helper"))["access_token"]
+    one = world.exchange(world.user_token(), instance("helper"),
+                         resource=agent_id("sub"))["access_token"]
     world.agents.add("helper", checksum="cd" * 32)
     error = error_of(world.exchange, one, instance("sub"))
     assert error.code == "invalid_grant" and "recertification required" in error.message
@@ -248,8 +257,14 @@ def test_id_jag_and_jwt_bearer(world: World) -> None:
                                      "resource": RESOURCE}, typ=ID_JAG_TYP)
     assert error_of(bearer, two_audiences).code == "invalid_grant"
     assert error_of(bearer, jag, resource="https://other.example").code == "invalid_target"
-    plain = world.idp_token({"sub": "alice", "aud": ISSUER})
-    assert bearer(plain, resource=RESOURCE)["access_token"]
+    # jwt-bearer takes only ID-JAGs: a plain IdP token or a demo token is refused
+    for plain in (world.idp_token({"sub": "alice", "aud": ISSUER, "client_id": client}),
+                  world.user_token("alice")):
+        error = error_of(bearer, plain, resource=RESOURCE)
+        assert error.code == "invalid_grant" and ID_JAG_TYP in error.message
+    # and token exchange refuses an ID-JAG as subject token
+    error = error_of(world.exchange, jag, instance("helper"))
+    assert error.code == "invalid_request" and "ID-JAG" in error.message
     untrusted = jwt.encode({"iss": "https://evil", "sub": "alice", "aud": ISSUER, "exp": 9e9},
                            world.idp_key, algorithm="ES256", headers={"kid": "idp-1"})
     assert error_of(bearer, untrusted, resource=RESOURCE).code == "invalid_grant"
@@ -298,6 +313,8 @@ def test_agents_register_with_their_jwt_svid(world: World) -> None:
     view = world.server.register({"software_statement": statement, "client_name": "helper",
                                   "scope": "tools:jira.*"}, admin=False)
     assert view["client_id"] == str(instance("helper"))
+    assert view["token_endpoint_auth_method"] == "tls_client_auth"
+    assert view["tls_client_auth_san_uri"] == str(instance("helper"))
     issued = world.exchange(world.user_token(), instance("helper"))
     assert world.claims(issued["access_token"])["scope"] == "tools:jira.*"
     bad = world.svid(instance("helper"), "someone-else")
@@ -350,3 +367,197 @@ def test_without_dev_mode_there_is_no_demo_issuer(world: World) -> None:
         "client_assertion_type": [ASSERTION_JWT_SPIFFE],
         "client_assertion": [world.svid(instance("helper"))],
         "resource": [RESOURCE]}).code == "invalid_request"
+
+
+def _jwt_bearer_form(world: World, assertion: str, client: SpiffeId) -> dict[str, list[str]]:
+    return {"grant_type": [GRANT_JWT_BEARER], "assertion": [assertion],
+            "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+            "client_assertion": [world.svid(client)], "resource": [RESOURCE]}
+
+
+def test_may_act_binds_the_jwt_bearer_grant_too(world: World) -> None:
+    jag = world.idp_token({"sub": "alice", "aud": ISSUER, "client_id": str(instance("sub")),
+                           "may_act": {"sub": str(instance("helper"))}}, typ=ID_JAG_TYP)
+    error = error_of(world.server.token, _jwt_bearer_form(world, jag, instance("sub")))
+    assert error.code == "invalid_grant" and "may_act" in error.message
+    allowed = world.idp_token({"sub": "alice", "aud": ISSUER,
+                               "client_id": str(instance("helper")),
+                               "may_act": {"sub": "spiffe://example.org/agent/helper"}},
+                              typ=ID_JAG_TYP)
+    issued = world.server.token(_jwt_bearer_form(world, allowed, instance("helper")))
+    assert world.claims(issued["access_token"])["act"] == {"sub": str(instance("helper"))}
+
+
+@pytest.mark.parametrize("may_act", ["spiffe://example.org/agent/helper", ["x"], 1, True])
+def test_a_may_act_that_is_not_an_object_is_refused(world: World, may_act: Any) -> None:
+    token = world.idp_token({"sub": "alice", "aud": ISSUER, "may_act": may_act})
+    error = error_of(world.exchange, token, instance("helper"))
+    assert error.code == "invalid_grant" and "may_act" in error.message
+
+
+def test_a_tabard_token_extends_the_chain_only_for_its_audience(world: World) -> None:
+    user = world.user_token("alice", scope="tools:jira.*")
+    for_tool = world.exchange(user, instance("helper"))["access_token"]
+    # another agent holding a token issued for a tool server can neither extend the chain
+    # nor move it to another audience
+    error = error_of(world.exchange, for_tool, instance("sub"),
+                     resource="https://scanner.example.org/")
+    assert error.code == "invalid_grant" and "not issued to" in error.message
+    # nor can another instance of the same agent
+    assert error_of(world.exchange, for_tool, instance("helper", "2")).code == "invalid_grant"
+    # its holder may exchange it again: same chain, other resource, scope only narrowing
+    again = world.exchange(for_tool, instance("helper"), resource="https://other.example/",
+                           scope="tools:jira.read")
+    claims = world.claims(again["access_token"])
+    assert claims["act"] == {"sub": str(instance("helper"))}
+    assert claims["aud"] == "https://other.example/" and claims["scope"] == "tools:jira.read"
+    assert error_of(world.exchange, for_tool, instance("helper"),
+                    scope="tools:*").code == "invalid_scope"
+    # delegated to one instance: only that instance; to the agent: any instance of it
+    for_instance = world.exchange(user, instance("helper"),
+                                  resource=str(instance("sub", "3")))["access_token"]
+    assert world.exchange(for_instance, instance("sub", "3"))["access_token"]
+    assert error_of(world.exchange, for_instance, instance("sub")).code == "invalid_grant"
+    for_agent = world.exchange(user, instance("helper"),
+                               resource=agent_id("sub"))["access_token"]
+    assert world.exchange(for_agent, instance("sub", "9"))["access_token"]
+
+
+def test_an_agent_as_principal_token_is_not_taken_by_another_agent(world: World) -> None:
+    cc = world.server.token({
+        "grant_type": [GRANT_CLIENT_CREDENTIALS], "resource": [RESOURCE],
+        "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+        "client_assertion": [world.svid(instance("cron"))]})["access_token"]
+    assert error_of(world.exchange, cc, instance("helper")).code == "invalid_grant"
+
+
+def test_agent_subjects_are_valid_resources_despite_allowed_resources(world: World) -> None:
+    narrow = AuthorizationServer(
+        bundle=world.authority.bundle,
+        keys=SigningKeys(MemoryKeyManager(), "oauth-as", world.clock),
+        tokens=world.tokens, clients=world.clients, agents=world.agents, users=world.users,
+        clock=world.clock, issuer=ISSUER, allowed_resources=[RESOURCE],
+        demo_keys=SigningKeys(MemoryKeyManager(), "oauth-demo", world.clock))
+    user = narrow.mint_user_token("alice")
+    form = {"grant_type": [GRANT_TOKEN_EXCHANGE], "subject_token": [user],
+            "subject_token_type": ["urn:ietf:params:oauth:token-type:jwt"],
+            "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+            "client_assertion": [world.svid(instance("helper"))]}
+    assert narrow.token({**form, "resource": [agent_id("sub")]})["access_token"]
+    error = error_of(narrow.token, {**form, "resource": ["https://elsewhere.example/"]})
+    assert error.code == "invalid_target"
+    error = error_of(narrow.token, {**form, "resource": ["spiffe://other.org/agent/x"]})
+    assert error.code == "invalid_target"
+
+
+def test_lifecycle_reaches_issued_tokens(world: World) -> None:
+    token = world.exchange(world.user_token("alice"), instance("helper"),
+                           resource=agent_id("sub"))["access_token"]
+    assert world.claims(token)["sub_id"] == {"format": "iss_sub",
+                                             "iss": f"{ISSUER}/dev/issuer", "sub": "alice"}
+    world.users.users["alice"] = False
+    assert world.server.introspect(token) == {"active": False}
+    assert error_of(world.exchange, token, instance("sub")).code == "invalid_request"
+    world.users.users["alice"] = True
+    assert world.server.introspect(token)["active"] is True
+    # a demo-issuer user must stay in the directory; one the directory forgets is inactive
+    del world.users.users["alice"]
+    assert world.server.introspect(token) == {"active": False}
+    world.users.users["alice"] = True
+    for state in ("suspended", "retired"):
+        world.agents.add("helper", state=state)
+        assert world.server.introspect(token) == {"active": False}, state
+        assert error_of(world.exchange, token, instance("sub")).code == "invalid_request"
+    world.agents.add("helper")
+    assert world.exchange(token, instance("sub"))["access_token"]
+    # revocation still reaches a token whose user is gone
+    world.users.users["alice"] = False
+    assert world.server.revoke(token, None) == 2
+
+
+def test_lifecycle_of_provider_users_and_agent_principals(world: World) -> None:
+    # a provider's user the directory does not know stays the provider's to vouch for
+    vouched = world.exchange(world.idp_token({"sub": "dave@idp", "aud": ISSUER}),
+                             instance("helper"))["access_token"]
+    assert world.server.introspect(vouched)["active"] is True
+    cc = world.server.token({
+        "grant_type": [GRANT_CLIENT_CREDENTIALS], "resource": [RESOURCE],
+        "client_assertion_type": [ASSERTION_JWT_SPIFFE],
+        "client_assertion": [world.svid(instance("cron"))]})["access_token"]
+    assert world.server.introspect(cc)["active"] is True
+    world.agents.add("cron", delegation="agent_as_principal", state="suspended")
+    assert world.server.introspect(cc) == {"active": False}
+    with pytest.raises(OAuthError):
+        world.server.verify_access_token(cc)
+
+
+def test_private_key_jwt_assertions_need_a_jti_and_a_short_life(world: World) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    client_id = world.server.register(
+        {"jwks": {"keys": [public_jwk(key.public_key(), "k1", "ES256")]}},
+        admin=True)["client_id"]
+    now = int(world.clock.timestamp())
+
+    def authenticate(**claims: Any) -> Any:
+        assertion = jwt.encode({"iss": client_id, "sub": client_id, "aud": ISSUER, **claims},
+                               key, algorithm="ES256", headers={"kid": "k1"})
+        return world.server.authenticate_client({
+            "client_assertion_type": [ASSERTION_JWT_BEARER], "client_assertion": [assertion]})
+
+    for claims, words in (({"exp": now + 60}, "jti"),
+                          ({"exp": now + 3600, "iat": now, "jti": "a"}, "at most"),
+                          ({"exp": now + 3600, "jti": "b"}, "at most")):
+        error = error_of(authenticate, **claims)
+        assert error.code == "invalid_client" and words in error.message, claims
+    assert authenticate(exp=now + 300, iat=now, jti="c").client_id == client_id
+    assert authenticate(exp=now + 120, jti="d").client_id == client_id
+
+
+def test_the_replay_cache_never_forgets_a_live_assertion() -> None:
+    from tabard.oauth.server import _ReplayCache
+
+    cache = _ReplayCache(size=2)
+    assert cache.first_use("long", 1000, now=0) and cache.first_use("short", 10, now=0)
+    # the short one expired: its place is free, and the long one is still remembered
+    assert cache.first_use("x", 500, now=20)
+    assert not cache.first_use("long", 1000, now=30)
+    # full of live entries: refused, never by forgetting one
+    with pytest.raises(OAuthError) as caught:
+        cache.first_use("y", 500, now=30)
+    assert caught.value.code == "temporarily_unavailable"
+    assert not cache.first_use("x", 500, now=40) and not cache.first_use("long", 1000, now=40)
+    assert cache.first_use("y", 900, now=600)
+
+
+def test_the_actor_token_has_the_as_as_its_only_audience(world: World) -> None:
+    error = error_of(world.exchange, world.user_token(), instance("helper"),
+                     actor_token=False,
+                     actor_token_value=world.svid(instance("helper"), [ISSUER, RESOURCE]))
+    assert error.code == "invalid_request" and "only audience" in error.message
+
+
+def test_registering_an_existing_client_again_may_only_narrow_it(world: World) -> None:
+    def register(**metadata: Any) -> dict[str, Any]:
+        return world.server.register(
+            {"software_statement": world.svid(instance("helper")), **metadata}, admin=False)
+
+    register(client_name="helper", scope="tools:jira.*",
+             grant_types=[GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER])
+    for wider in ({"scope": "tools:*"}, {},
+                  {"scope": "tools:jira.read", "grant_types": [GRANT_CLIENT_CREDENTIALS]}):
+        error = error_of(register, **wider)
+        assert error.code == "invalid_client_metadata" and "already registered" in \
+            error.message, wider
+    assert world.clients.get(str(instance("helper"))).scope == "tools:jira.*"  # type: ignore[union-attr]
+    narrowed = register(scope="tools:jira.read", grant_types=[GRANT_TOKEN_EXCHANGE])
+    assert narrowed["scope"] == "tools:jira.read"
+    assert world.server.delete_client(str(instance("helper")))
+    assert register(scope="tools:*")["scope"] == "tools:*"
+
+
+def test_registration_refuses_unusable_jwks(world: World) -> None:
+    good = public_jwk(ec.generate_private_key(ec.SECP256R1()).public_key(), "k1", "ES256")
+    for keys in (["abc"], [1], [{**good, "alg": "none"}], [{**good, "alg": "HS256"}],
+                 [{**good, "alg": "RS256"}], [{"kty": "oct", "k": "AAAA"}]):
+        error = error_of(world.server.register, {"jwks": {"keys": keys}}, admin=True)
+        assert error.code == "invalid_client_metadata", keys

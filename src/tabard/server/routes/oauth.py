@@ -10,12 +10,13 @@ package the server does not otherwise use).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -48,6 +49,8 @@ def _as(services: ServerServices) -> AuthorizationServer:
 
 def _error(exc: OAuthError) -> JSONResponse:
     headers = dict(_NO_STORE)
+    if exc.status == 503:
+        headers["Retry-After"] = "5"  # RFC 9110 §10.2.3; RFC 7009 §2.2.1
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="tabard"' if exc.code == "invalid_token" \
             else 'Basic realm="tabard"'
@@ -96,9 +99,11 @@ def _caller(services: ServerServices, request: Request, form: dict[str, list[str
     return server.authenticate_client(form, _tls_chain(request))
 
 
-async def _oauth(run: Callable[[], Awaitable[Response]]) -> Response:
+async def _oauth(run: Callable[[], Response]) -> Response:
+    """Run the blocking part of an endpoint (SQL, audit appends, remote JWKS fetches) in
+    the thread pool, never on the event loop; OAuth errors become RFC 6749 §5.2 JSON."""
     try:
-        return await run()
+        return await run_in_threadpool(run)
     except OAuthError as exc:
         return _error(exc)
 
@@ -118,20 +123,23 @@ def jwks(services: Services) -> JSONResponse:
              "client credentials")
 async def token(request: Request, services: Services) -> Response:
     server = _as(services)
-
-    async def run() -> Response:
+    try:
         form = await _form(request)
-        return _json(server.token(form, _tls_chain(request)))
-
-    return await _oauth(run)
+    except OAuthError as exc:
+        return _error(exc)
+    chain = _tls_chain(request)
+    return await _oauth(lambda: _json(server.token(form, chain)))
 
 
 @router.post("/oauth/introspect", summary="Token introspection (RFC 7662)")
 async def introspect(request: Request, services: Services) -> Response:
     server = _as(services)
-
-    async def run() -> Response:
+    try:
         form = await _form(request)
+    except OAuthError as exc:
+        return _error(exc)
+
+    def run() -> Response:
         _caller(services, request, form, server)
         values = form.get("token") or []
         return _json(server.introspect(values[0] if len(values) == 1 else None))
@@ -143,9 +151,12 @@ async def introspect(request: Request, services: Services) -> Response:
              "exchanged from it too")
 async def revoke(request: Request, services: Services) -> Response:
     server = _as(services)
-
-    async def run() -> Response:
+    try:
         form = await _form(request)
+    except OAuthError as exc:
+        return _error(exc)
+
+    def run() -> Response:
         caller = _caller(services, request, form, server)
         values = form.get("token") or []
         server.revoke(values[0] if len(values) == 1 else None, caller)
@@ -157,14 +168,14 @@ async def revoke(request: Request, services: Services) -> Response:
 @router.post("/oauth/register", summary="Dynamic client registration (RFC 7591)")
 async def register(request: Request, services: Services) -> Response:
     server = _as(services)
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(InvalidClientMetadata("the body must be a JSON object"))
+    if not isinstance(body, dict):
+        return _error(InvalidClientMetadata("the body must be a JSON object"))
 
-    async def run() -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InvalidClientMetadata("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise InvalidClientMetadata("the body must be a JSON object")
+    def run() -> Response:
         bearer = _bearer(request)
         admin = False
         if bearer is not None:
