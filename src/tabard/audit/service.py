@@ -20,6 +20,7 @@ Checkpoints
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import queue
 import threading
@@ -40,7 +41,6 @@ from tabard.audit.merkle import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
 )
 from tabard.audit.ports import AuditStore, ChainHead, NewRecord, StoredCheckpoint
 from tabard.audit.record import (
@@ -48,7 +48,6 @@ from tabard.audit.record import (
     AuditEvent,
     AuditRecord,
     PreparedEvent,
-    encode_entry,
     prepare,
 )
 from tabard.audit.verify import Problem, VerifyReport, verify_rows
@@ -59,6 +58,8 @@ from tabard.spiffe import BundleSource
 __all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
 
 log = logging.getLogger("tabard.audit")
+
+_LEAF = hashlib.sha256(b"\x00")
 
 MAX_BATCH = 4096
 """Most records one transaction takes."""
@@ -188,15 +189,20 @@ class AuditLog:
             return
 
         def build(head: ChainHead | None) -> list[NewRecord]:
+            # runs under the store's write lock: only the chaining, inlined (encode_entry
+            # and leaf_hash, see record.py and merkle.py)
             seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
             out: list[NewRecord] = []
+            add = out.append
+            leaf = _LEAF.copy
             for events, _ in live:
                 for p in events:
                     seq += 1
-                    entry = encode_entry(seq, prev, p.body)
-                    prev = leaf_hash(entry)
-                    out.append(NewRecord(AuditRecord(seq, p.time, p.kind, entry, prev),
-                                         p.subjects))
+                    entry = b"".join((b"\x01", prev, seq.to_bytes(8, "big"), p.body))
+                    h = leaf()
+                    h.update(entry)
+                    prev = h.digest()
+                    add(NewRecord(AuditRecord(seq, p.time, p.kind, entry, prev), p.subjects))
             return out
 
         try:
@@ -220,6 +226,7 @@ class AuditLog:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join(timeout=self._timeout)
+        self._store.close()
 
     # --- reading ------------------------------------------------------------------------
 
