@@ -24,6 +24,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -64,6 +65,10 @@ _LEAF = hashlib.sha256(b"\x00")
 MAX_BATCH = 4096
 """Most records one transaction takes."""
 
+LINGER = 0.001
+"""Longest the writer waits (seconds, per batch) for appends under way to be queued before
+it commits without them (group commit)."""
+
 
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
@@ -83,7 +88,40 @@ class ConsistencyProof:
     path: tuple[bytes, ...]
 
 
-_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]]"]
+class _Waiter:
+    """What a blocking :meth:`AuditLog.append` waits on: the part of a
+    :class:`~concurrent.futures.Future` the writer uses, on one bare lock (a ``Future`` wakes
+    its caller through a ``Condition``, several times the work on both sides; with many
+    concurrent appenders that work competes with the writer for the interpreter lock)."""
+
+    __slots__ = ("_done", "_error", "_result")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._result: list[AuditRecord] = []
+        self._error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: list[AuditRecord]) -> None:
+        self._result = result
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done.release()
+
+    def result(self, timeout: float) -> list[AuditRecord]:
+        if not self._done.acquire(timeout=timeout):
+            raise FutureTimeout
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter"]
 
 
 class AuditLog:
@@ -109,6 +147,10 @@ class AuditLog:
         self._start_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._closed = False
+        self._appending = 0
+        """Blocking appends under way (encoding, queued or waiting): the writer waits a
+        moment for the ones not queued yet (group commit)."""
+        self._count_lock = threading.Lock()
 
     # --- appending ----------------------------------------------------------------------
 
@@ -119,7 +161,17 @@ class AuditLog:
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record several events, consecutively, in one transaction."""
-        return self._wait(self.submit(events))
+        waiter = _Waiter()
+        with self._count_lock:
+            self._appending += 1
+        try:
+            self._enqueue(events, waiter)
+            return waiter.result(self._timeout)
+        except FutureTimeout:
+            raise self._timed_out() from None
+        finally:
+            with self._count_lock:
+                self._appending -= 1
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
@@ -132,20 +184,19 @@ class AuditLog:
 
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
         """Queue events for the writer; the future resolves once they are committed."""
+        future: Future[list[AuditRecord]] = Future()
+        self._enqueue(events, future)
+        return future
+
+    def _enqueue(self, events: Sequence[AuditEvent],
+                 waiter: Future[list[AuditRecord]] | _Waiter) -> None:
         if self._closed:
             raise AuditUnavailableError("the audit log is closed")
         now = self._clock.now()
         prepared = [prepare(e, now) for e in events]
-        future: Future[list[AuditRecord]] = Future()
-        self._ensure_writer()
-        self._queue.put((prepared, future))
-        return future
-
-    def _wait(self, future: Future[list[AuditRecord]]) -> list[AuditRecord]:
-        try:
-            return future.result(self._timeout)
-        except FutureTimeout:
-            raise self._timed_out() from None
+        if self._writer is None:
+            self._ensure_writer()
+        self._queue.put((prepared, waiter))
 
     def _timed_out(self) -> AuditUnavailableError:
         return AuditUnavailableError(f"the audit log did not confirm the write within "
@@ -169,9 +220,18 @@ class AuditLog:
             jobs = [job]
             count = len(job[0])
             stop = False
+            linger = LINGER
             while count < self._max_batch:
                 try:
-                    more = self._queue.get_nowait()
+                    if len(jobs) < self._appending and linger > 0:
+                        # more callers are on their way (encoding, or just woken by the last
+                        # commit and coming back): wait a moment for them rather than pay a
+                        # commit (an fsync) for a fraction of them
+                        start = time.perf_counter()
+                        more = self._queue.get(timeout=linger)
+                        linger -= time.perf_counter() - start
+                    else:
+                        more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
