@@ -20,6 +20,7 @@ Checkpoints
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import queue
@@ -121,7 +122,40 @@ class _Waiter:
         return self._result
 
 
-_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter"]
+class _AsyncWaiter:
+    """What :meth:`AuditLog.append_async` waits on: an asyncio future of the caller's loop.
+    The writer hands a whole batch's results to each loop in one ``call_soon_threadsafe``
+    (:func:`_deliver`) rather than waking the loop once per record."""
+
+    __slots__ = ("future", "loop", "outcome")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[list[AuditRecord]] = loop.create_future()
+        self.outcome: list[AuditRecord] | BaseException = []
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: list[AuditRecord]) -> None:
+        self.outcome = result
+
+    def set_exception(self, error: BaseException) -> None:
+        self.outcome = error
+
+
+def _deliver(waiters: list[_AsyncWaiter]) -> None:
+    """In the event loop: resolve the futures of one batch."""
+    for w in waiters:
+        if w.future.done():  # the caller gave up (timeout, cancelled)
+            continue
+        if isinstance(w.outcome, BaseException):
+            w.future.set_exception(w.outcome)
+        else:
+            w.future.set_result(w.outcome)
+
+
+_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter | _AsyncWaiter"]
 
 
 class AuditLog:
@@ -175,11 +209,18 @@ class AuditLog:
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
-        future = self.submit([event])
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        with self._count_lock:
+            self._appending += 1
         try:
-            records = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+            self._enqueue([event], waiter)
+            async with asyncio.timeout(self._timeout):
+                records = await waiter.future
         except TimeoutError:
             raise self._timed_out() from None
+        finally:
+            with self._count_lock:
+                self._appending -= 1
         return records[0]
 
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
@@ -189,7 +230,7 @@ class AuditLog:
         return future
 
     def _enqueue(self, events: Sequence[AuditEvent],
-                 waiter: Future[list[AuditRecord]] | _Waiter) -> None:
+                 waiter: Future[list[AuditRecord]] | _Waiter | _AsyncWaiter) -> None:
         if self._closed:
             raise AuditUnavailableError("the audit log is closed")
         now = self._clock.now()
@@ -274,11 +315,18 @@ class AuditLog:
             for _, f in live:
                 f.set_exception(AuditUnavailableError(
                     f"the audit log cannot be written ({reason}); the operation is refused"))
-            return
-        i = 0
-        for events, f in live:
-            f.set_result([r.record for r in stored[i:i + len(events)]])
-            i += len(events)
+        else:
+            i = 0
+            for events, f in live:
+                f.set_result([r.record for r in stored[i:i + len(events)]])
+                i += len(events)
+        loops: dict[asyncio.AbstractEventLoop, list[_AsyncWaiter]] = {}
+        for _, f in live:
+            if isinstance(f, _AsyncWaiter):
+                loops.setdefault(f.loop, []).append(f)
+        for loop, waiters in loops.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_deliver, waiters)
 
     def close(self) -> None:
         """Let queued records finish, then stop the writer."""
