@@ -342,12 +342,69 @@ def _body_json(event: AuditEvent, at: datetime) -> bytes:
     their values are strings; only ``details`` goes through :func:`canonical_json`. Several
     times faster than building the dict and serialising it (the tests hold the two equal).
     A field that is not a string fails in the C string encoder (``TypeError``)."""
+    return _prepared(event, at)[0]
+
+
+def _prepared(event: AuditEvent, at: datetime) -> tuple[bytes, tuple[str, ...]]:
+    """The body bytes and the trace keys of ``event``."""
     try:
-        return _body_text(event, at).encode()
+        who, subjects = _who(event.who)
+        return _body_text(event, at, who).encode(), subjects
     except TypeError:
         raise InvalidAuditEventError("who, what and decision fields must be strings") from None
     except UnicodeEncodeError:
         raise InvalidAuditEventError("a string is not valid Unicode (lone surrogate)") from None
+
+
+def _who_text(w: Who) -> str:
+    s = _str
+    who = []
+    if w.agent is not None:
+        who.append('"agent":' + s(w.agent))
+    if w.chain:
+        who.append('"chain":[' + ",".join([s(p) for p in w.chain]) + "]")
+    if w.instance is not None:
+        who.append('"instance":' + s(w.instance))
+    if w.node is not None:
+        who.append('"node":' + s(w.node))
+    if w.owner is not None:
+        who.append('"owner":' + s(w.owner))
+    if w.spiffe_id is not None:
+        who.append('"spiffe_id":' + s(w.spiffe_id))
+    if w.user is not None:
+        who.append('"user":' + s(w.user))
+    return ",".join(who)
+
+
+def _who_uncached(w: Who) -> tuple[str, tuple[str, ...]]:
+    return _who_text(w), tuple(sorted(w.subjects()))
+
+
+_who_cached = lru_cache(maxsize=4096)(_who_uncached)
+
+
+def _who(w: Who) -> tuple[str, tuple[str, ...]]:
+    """The JSON members of ``who`` and its trace keys, cached by value: the same workloads
+    and users are named in record after record."""
+    try:
+        return _who_cached(w)
+    except TypeError:  # unhashable (a list for a chain), or a field that is not a string
+        return _who_uncached(w)
+
+
+_last_time: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "")
+
+
+def _time_text(at: datetime) -> str:
+    """:func:`format_time`, remembering the last one: the events of one ``append_many``
+    share their time."""
+    global _last_time
+    last = _last_time
+    if last[0] == at and last[0].tzinfo is at.tzinfo:
+        return last[1]
+    text = format_time(at)
+    _last_time = (at, text)
+    return text
 
 
 def _flat_json(obj: Mapping[str, Any]) -> str | None:
@@ -378,7 +435,7 @@ def _flat_json(obj: Mapping[str, Any]) -> str | None:
     return "{" + ",".join(out) + "}"
 
 
-def _body_text(event: AuditEvent, at: datetime) -> str:
+def _body_text(event: AuditEvent, at: datetime, who: str) -> str:
     s = _str
     d = event.decision
     if d is None:
@@ -389,30 +446,14 @@ def _body_text(event: AuditEvent, at: datetime) -> str:
                     + (']}' if not d.reason else '],"reason":' + s(d.reason) + "}"))
     details = event.details
     what = event.what
-    w = event.who
-    who = []
-    if w.agent is not None:
-        who.append('"agent":' + s(w.agent))
-    if w.chain:
-        who.append('"chain":[' + ",".join([s(p) for p in w.chain]) + "]")
-    if w.instance is not None:
-        who.append('"instance":' + s(w.instance))
-    if w.node is not None:
-        who.append('"node":' + s(w.node))
-    if w.owner is not None:
-        who.append('"owner":' + s(w.owner))
-    if w.spiffe_id is not None:
-        who.append('"spiffe_id":' + s(w.spiffe_id))
-    if w.user is not None:
-        who.append('"user":' + s(w.user))
     return "".join((
         '{"actor":', s(event.actor), decision,
         ',"details":', (_flat_json(details) or canonical_json(dict(details)).decode())
         if details else "{}",
         ',"kind":', s(str(event.kind)), ',"outcome":', s(str(event.outcome)),
-        ',"time":"', format_time(at), '","what":{"operation":', s(what.operation),
+        ',"time":"', _time_text(at), '","what":{"operation":', s(what.operation),
         ',"target":' + s(what.target) if what.target else "",
-        '},"who":{', ",".join(who), "}}"))
+        '},"who":{', who, "}}"))
 
 
 def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:
@@ -422,5 +463,5 @@ def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:
         raise InvalidAuditEventError("an audit event needs an actor")
     if not isinstance(event.details, Mapping):
         raise InvalidAuditEventError("details must be a JSON object")
-    body = _body_json(event, at)
-    return PreparedEvent(at, str(event.kind), body, tuple(sorted(event.who.subjects())))
+    body, subjects = _prepared(event, at)
+    return PreparedEvent(at, str(event.kind), body, subjects)

@@ -162,10 +162,16 @@ class SqlAuditStore:
                 head = ChainHead(row[0], bytes(row[1])) if row else None
             new = build(head)  # type: ignore[arg-type]
             if new:
+                times: dict[datetime, Any] = {}  # the events of one append share a time
                 when = _sqlite_time if self._sqlite else _same
-                _insert(cursor, self._insert_record, [
-                    (n.record.seq, when(n.record.time), n.record.kind, n.record.entry,
-                     n.record.hash) for n in new])
+                rows = []
+                for n in new:
+                    r = n.record
+                    at = times.get(r.time)
+                    if at is None:
+                        at = times[r.time] = when(r.time)
+                    rows.append((r.seq, at, r.kind, r.entry, r.hash))
+                _insert(cursor, self._insert_record, rows)
                 _insert(cursor, self._insert_subject,
                         [(s[:512], n.record.seq) for n in new for s in n.subjects])
             conn.commit()

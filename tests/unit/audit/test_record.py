@@ -38,6 +38,9 @@ EVENTS = [
                decision=Decision(effect="allow", reason=""),
                details={"n": 5, "neg": -(2**53 - 1), "s": "x\"\u00e9\\", "t": True,
                         "f": False, "z": None, "B": "", "a_b": 0}),
+    # an unhashable who (a list for the chain) skips the cache of who parts
+    AuditEvent(kind="approval", actor="ops", what=What(operation="approve"),
+               who=Who(user="bob", chain=["spiffe://td.org/agent/a", "bob"])),  # type: ignore[arg-type]
     AuditEvent(kind="token_grant", actor="client", what=What(operation="token-exchange"),
                details={"ratio": 0.1, "big": 10**20 // 10**5, "ключ": "v", "\U0001f600": 1,
                         "\uffff": 2}),
@@ -64,6 +67,20 @@ def test_values_json_cannot_carry_exactly_are_refused() -> None:
         with pytest.raises(InvalidAuditEventError):
             prepare(bad, AT)
     assert canonical_json({"b": 1, "a": [True, None]}) == b'{"a":[true,null],"b":1}'
+
+
+def test_events_of_one_time_and_of_equal_who_share_work_but_not_mistakes() -> None:
+    event = EVENTS[1]
+    other = AuditEvent(kind="k", actor="a", what=What(operation="o"),
+                       who=Who.of_spiffe_id("spiffe://td.org/agent/refund/instance/01J",
+                                            user="\u00e4lice \"q\"\n", owner="bob",
+                                            chain=("alice",
+                                                   "spiffe://td.org/agent/orch/instance/9")))
+    later = AT.replace(microsecond=7)
+    for e, at in ((event, AT), (other, AT), (event, later), (other, AT), (event, later)):
+        p = prepare(e, at)
+        assert p.body == rfc8785.dumps(e.body(at))
+        assert p.subjects == tuple(sorted(e.who.subjects()))
 
 
 def test_times_are_utc_with_microseconds() -> None:
