@@ -7,9 +7,12 @@ Appending
     (fail closed) call it *before* acting and let :class:`~tabard.audit.errors.
     AuditUnavailableError` refuse the operation. Events are encoded in the caller's thread;
     one writer thread takes everything queued, numbers and chains it and stores it in one
-    transaction (group commit), so concurrent callers share a commit and its fsync. A failed
-    transaction fails every caller in it and leaves nothing behind; the next batch tries again,
-    so the log serves again as soon as the store does.
+    transaction (group commit), so concurrent callers share a commit and its fsync. When
+    appends are under way that are not queued yet (callers still encoding, or just woken by
+    the previous commit and coming back), the writer waits for them up to :data:`LINGER`
+    (1 ms, less than a commit costs) before committing. A failed transaction fails every
+    caller in it and leaves nothing behind; the next batch tries again, so the log serves
+    again as soon as the store does.
 
 Checkpoints
     :meth:`AuditLog.checkpoint` re-checks the records appended since the previous checkpoint

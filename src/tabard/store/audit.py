@@ -1,11 +1,22 @@
 """SQL implementation of :class:`tabard.audit.ports.AuditStore`.
 
-Appends take the log's write lock inside their transaction (SQLite: ``BEGIN IMMEDIATE``;
-PostgreSQL: a transaction-scoped advisory lock), read the head and insert the batch, so
-several server processes over one database extend one chain without forks. On SQLite the
-transaction commits with ``synchronous=FULL`` (the WAL is fsynced at each commit; the rest
-of tabard runs with ``NORMAL``); PostgreSQL commits durably by default. A batch is one
-transaction: after a crash it is there entirely or not at all.
+Appends run on the writer's own driver connection, kept across batches (SQLite: set once to
+``synchronous=FULL``, so the WAL is fsynced at each commit; the rest of tabard runs with
+``NORMAL``; PostgreSQL commits durably by default). Each batch is one transaction holding the
+log's write lock (SQLite: the database's, taken by the first INSERT, or by ``BEGIN
+IMMEDIATE`` when the head must be read; PostgreSQL: a transaction-scoped advisory lock):
+after a crash it is there entirely or not at all.
+
+The head (number and hash of the last record) is remembered after each commit, so a batch is
+two multi-row INSERTs and a COMMIT. ``seq`` is the primary key: if another process appended
+in between, the INSERT fails on the duplicate number, nothing is written, and the batch is
+chained again on the head read under the lock. Several server processes over one database
+therefore extend one chain without forks. After any failure the head is read again.
+
+Rows go in as multi-row ``INSERT ... VALUES (..), (..)`` of up to 256 rows straight through
+the driver: SQLAlchemy's per-parameter processing, and ``executemany``'s statement per row
+(each giving up the interpreter lock and waiting to take it back while other threads encode
+their records), cost more than the insert itself.
 
 Nothing here updates or deletes a record: the tables are append-only by construction.
 """
@@ -172,8 +183,9 @@ class SqlAuditStore:
                         at = times[r.time] = when(r.time)
                     rows.append((r.seq, at, r.kind, r.entry, r.hash))
                 _insert(cursor, self._insert_record, rows)
-                _insert(cursor, self._insert_subject,
-                        [(s[:512], n.record.seq) for n in new for s in n.subjects])
+                # (cut to the column's 512 characters, two long keys may become one)
+                _insert(cursor, self._insert_subject, list(dict.fromkeys(
+                    [(s[:512], n.record.seq) for n in new for s in n.subjects])))
             conn.commit()
             self._head = ChainHead(new[-1].record.seq, new[-1].record.hash) if new else head
             return new

@@ -253,3 +253,11 @@ def test_an_unwritable_store_refuses_appends_until_it_recovers(env: Env) -> None
     env.sql(unblock)
     assert env.log.append(event(100)).seq == 4
     assert env.log.verify().ok
+
+
+def test_subjects_longer_than_the_index_column_are_cut_without_colliding(env: Env) -> None:
+    long_user = "u" * 600
+    record = env.log.append(AuditEvent(
+        kind=AuditKind.APPROVAL, actor="ops", what=What(operation="approve"),
+        who=Who(user=long_user, chain=(long_user + "-other",))))
+    assert [r.seq for r in env.log.trace(user=long_user)] == [record.seq]
