@@ -66,9 +66,12 @@ def _check(hashes: Iterable[bytes]) -> None:
 
 
 def _perfect_root(level: list[bytes]) -> bytes:
-    """Root of a power-of-two number of leaf hashes, level by level."""
+    """Root of a power-of-two number of leaf hashes, level by level (``node_hash`` inlined:
+    this is most of the work of folding a large tree)."""
+    sha = _sha256
     while len(level) > 1:
-        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        level = [sha(b"\x01" + a + b).digest()
+                 for a, b in zip(level[::2], level[1::2], strict=True)]
     return level[0]
 
 
@@ -236,16 +239,15 @@ class CompactRange:
         """Append many leaf hashes; runs of 1024 at an aligned position are hashed level by
         level, which is faster than one by one."""
         chunk = 1024
-        batch: list[bytes] = []
-        for leaf in leaves:
-            if batch or self.size % chunk == 0:
-                batch.append(leaf)
-                if len(batch) == chunk:
-                    self._push(_perfect_root(batch), chunk)
-                    batch = []
-            else:
-                self.append(leaf)
-        for leaf in batch:
+        items = leaves if isinstance(leaves, list) else list(leaves)
+        i, n = 0, len(items)
+        while i < n and self.size % chunk:
+            self.append(items[i])
+            i += 1
+        while n - i >= chunk:
+            self._push(_perfect_root(items[i:i + chunk]), chunk)
+            i += chunk
+        for leaf in items[i:]:
             self.append(leaf)
 
     def _push(self, subtree: bytes, width: int) -> None:

@@ -52,6 +52,10 @@ class AuditStore(Protocol):
         error nothing of it is."""
         ...
 
+    def close(self) -> None:
+        """Release what appending holds (a connection); the next append takes it again."""
+        ...
+
     def head(self) -> ChainHead | None: ...
 
     def scan(self, *, after: int = 0, until: int | None = None

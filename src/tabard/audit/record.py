@@ -21,11 +21,12 @@ fixed binary header lets a verifier check the chain by slicing, without parsing 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import rfc8785
 
@@ -136,8 +137,10 @@ class Who:
         return keys
 
 
+@lru_cache(maxsize=4096)
 def agent_of(spiffe_id: str) -> tuple[str | None, str | None]:
-    """(agent name, instance id) of ``spiffe://td/agent/<name>[/instance/<id>]``."""
+    """(agent name, instance id) of ``spiffe://td/agent/<name>[/instance/<id>]`` (cached:
+    the same workloads are named in record after record)."""
     _, _, rest = spiffe_id.partition("://")
     parts = rest.split("/")[1:]
     if len(parts) >= 2 and parts[0] == "agent":
@@ -216,7 +219,8 @@ def format_time(at: datetime) -> str:
     """RFC 3339 UTC with microseconds: ``2026-01-01T12:00:00.000000Z``."""
     if at.tzinfo is not UTC:
         at = at.astimezone(UTC)
-    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # an aware UTC time ends in "+00:00"; naive ones were taken as local time above
+    return at.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def parse_time(value: str) -> datetime:
@@ -226,7 +230,26 @@ def parse_time(value: str) -> datetime:
 def _plain(value: Any) -> bool:
     """True when ``json.dumps(sort_keys=True)`` already gives the RFC 8785 form: objects with
     ASCII keys, strings, booleans, null and integers JavaScript holds exactly."""
-    if value is None or isinstance(value, str | bool):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_MAX_SAFE <= value <= _MAX_SAFE)
+    if kind is dict:
+        # the usual details: a flat object of strings and small integers, checked inline
+        for k, v in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is int:
+                if not -_MAX_SAFE <= v <= _MAX_SAFE:
+                    return False
+            elif not _plain(v):
+                return False
+        return True
+    if isinstance(value, str | bool):
         return True
     if isinstance(value, int):
         return -_MAX_SAFE <= value <= _MAX_SAFE
@@ -299,10 +322,10 @@ class AuditRecord:
         return leaf_hash(self.entry) == self.hash
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedEvent:
+class PreparedEvent(NamedTuple):
     """An event turned into canonical body bytes and index keys in the caller's thread, so
-    a bad event fails its caller alone and the writer only chains and stores."""
+    a bad event fails its caller alone and the writer only chains and stores. (A tuple: made
+    once per record, on the append path.)"""
 
     time: datetime
     kind: str
@@ -313,53 +336,124 @@ class PreparedEvent:
 _str = json.encoder.encode_basestring
 
 
-def _strings(values: Sequence[str]) -> str:
-    return "[" + ",".join(_str(v) for v in values) + "]"
-
-
 def _body_json(event: AuditEvent, at: datetime) -> bytes:
     """``canonical_json(event.body(at))``, written field by field: the top level and
     ``who``/``what``/``decision`` have fixed ASCII keys, emitted here in RFC 8785 order, and
     their values are strings; only ``details`` goes through :func:`canonical_json`. Several
-    times faster than building the dict and serialising it (the tests hold the two equal)."""
-    for value in (event.actor, event.what.operation, event.what.target, *_who_values(event.who)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidAuditEventError("who and what fields must be strings")
-    parts = ['{"actor":', _str(event.actor)]
-    d = event.decision
-    if d is not None:
-        parts += [',"decision":{"effect":', _str(d.effect), ',"policies":',
-                  _strings(d.policies)]
-        if d.reason:
-            parts += [',"reason":', _str(d.reason)]
-        parts.append("}")
-    details = event.details
-    parts += [',"details":', canonical_json(dict(details)).decode() if details else "{}",
-              ',"kind":', _str(str(event.kind)), ',"outcome":', _str(str(event.outcome)),
-              ',"time":"', format_time(at), '","what":{"operation":',
-              _str(event.what.operation)]
-    if event.what.target:
-        parts += [',"target":', _str(event.what.target)]
-    parts.append('},"who":{')
-    w = event.who
-    fields = []
-    if w.agent is not None:
-        fields.append('"agent":' + _str(w.agent))
-    if w.chain:
-        fields.append('"chain":' + _strings(w.chain))
-    for name, value in (("instance", w.instance), ("node", w.node), ("owner", w.owner),
-                        ("spiffe_id", w.spiffe_id), ("user", w.user)):
-        if value is not None:
-            fields.append(f'"{name}":' + _str(value))
-    parts += [",".join(fields), "}}"]
+    times faster than building the dict and serialising it (the tests hold the two equal).
+    A field that is not a string fails in the C string encoder (``TypeError``)."""
+    return _prepared(event, at)[0]
+
+
+def _prepared(event: AuditEvent, at: datetime) -> tuple[bytes, tuple[str, ...]]:
+    """The body bytes and the trace keys of ``event``."""
     try:
-        return "".join(parts).encode()
+        who, subjects = _who(event.who)
+        return _body_text(event, at, who).encode(), subjects
+    except TypeError:
+        raise InvalidAuditEventError("who, what and decision fields must be strings") from None
     except UnicodeEncodeError:
         raise InvalidAuditEventError("a string is not valid Unicode (lone surrogate)") from None
 
 
-def _who_values(who: Who) -> tuple[object, ...]:
-    return (who.agent, who.instance, who.spiffe_id, who.owner, who.user, who.node, *who.chain)
+def _who_text(w: Who) -> str:
+    s = _str
+    who = []
+    if w.agent is not None:
+        who.append('"agent":' + s(w.agent))
+    if w.chain:
+        who.append('"chain":[' + ",".join([s(p) for p in w.chain]) + "]")
+    if w.instance is not None:
+        who.append('"instance":' + s(w.instance))
+    if w.node is not None:
+        who.append('"node":' + s(w.node))
+    if w.owner is not None:
+        who.append('"owner":' + s(w.owner))
+    if w.spiffe_id is not None:
+        who.append('"spiffe_id":' + s(w.spiffe_id))
+    if w.user is not None:
+        who.append('"user":' + s(w.user))
+    return ",".join(who)
+
+
+def _who_uncached(w: Who) -> tuple[str, tuple[str, ...]]:
+    return _who_text(w), tuple(sorted(w.subjects()))
+
+
+_who_cached = lru_cache(maxsize=4096)(_who_uncached)
+
+
+def _who(w: Who) -> tuple[str, tuple[str, ...]]:
+    """The JSON members of ``who`` and its trace keys, cached by value: the same workloads
+    and users are named in record after record."""
+    try:
+        return _who_cached(w)
+    except TypeError:  # unhashable (a list for a chain), or a field that is not a string
+        return _who_uncached(w)
+
+
+_last_time: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "")
+
+
+def _time_text(at: datetime) -> str:
+    """:func:`format_time`, remembering the last one: the events of one ``append_many``
+    share their time."""
+    global _last_time
+    last = _last_time
+    if last[0] == at and last[0].tzinfo is at.tzinfo:
+        return last[1]
+    text = format_time(at)
+    _last_time = (at, text)
+    return text
+
+
+def _flat_json(obj: Mapping[str, Any]) -> str | None:
+    """The RFC 8785 text of a flat object (ASCII keys; string, safe integer, boolean and
+    null values), the usual ``details``; ``None`` for anything else. Written here because
+    the ``json`` encoder costs several microseconds of set-up per call."""
+    try:
+        keys = sorted(obj)
+    except TypeError:
+        return None
+    s = _str
+    out = []
+    for k in keys:
+        if type(k) is not str or not k.isascii():
+            return None
+        v = obj[k]
+        t = type(v)
+        if t is str:
+            out.append(s(k) + ":" + s(v))
+        elif t is int and -_MAX_SAFE <= v <= _MAX_SAFE:
+            out.append(s(k) + ":" + int.__repr__(v))
+        elif t is bool:
+            out.append(s(k) + (":true" if v else ":false"))
+        elif v is None:
+            out.append(s(k) + ":null")
+        else:
+            return None
+    return "{" + ",".join(out) + "}"
+
+
+def _body_text(event: AuditEvent, at: datetime, who: str) -> str:
+    s = _str
+    d = event.decision
+    if d is None:
+        decision = ""
+    else:
+        decision = (',"decision":{"effect":' + s(d.effect) + ',"policies":['
+                    + ",".join([s(p) for p in d.policies])
+                    + (']}' if not d.reason else '],"reason":' + s(d.reason) + "}"))
+    details = event.details
+    what = event.what
+    return "".join((
+        '{"actor":', s(event.actor), decision,
+        ',"details":', (_flat_json(details) or canonical_json(dict(details)).decode())
+        if details else "{}",
+        ',"kind":', s(str(event.kind)), ',"outcome":', s(str(event.outcome)),
+        ',"time":"', _time_text(at), '","what":{"operation":', s(what.operation),
+        ',"target":' + s(what.target) if what.target else "",
+        '},"who":{', who, "}}"))
 
 
 def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:
@@ -369,5 +463,5 @@ def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:
         raise InvalidAuditEventError("an audit event needs an actor")
     if not isinstance(event.details, Mapping):
         raise InvalidAuditEventError("details must be a JSON object")
-    body = _body_json(event, at)
-    return PreparedEvent(at, str(event.kind), body, tuple(sorted(event.who.subjects())))
+    body, subjects = _prepared(event, at)
+    return PreparedEvent(at, str(event.kind), body, subjects)

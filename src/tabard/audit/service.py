@@ -7,9 +7,12 @@ Appending
     (fail closed) call it *before* acting and let :class:`~tabard.audit.errors.
     AuditUnavailableError` refuse the operation. Events are encoded in the caller's thread;
     one writer thread takes everything queued, numbers and chains it and stores it in one
-    transaction (group commit), so concurrent callers share a commit and its fsync. A failed
-    transaction fails every caller in it and leaves nothing behind; the next batch tries again,
-    so the log serves again as soon as the store does.
+    transaction (group commit), so concurrent callers share a commit and its fsync. When
+    appends are under way that are not queued yet (callers still encoding, or just woken by
+    the previous commit and coming back), the writer waits for them up to :data:`LINGER`
+    (1 ms, less than a commit costs) before committing. A failed transaction fails every
+    caller in it and leaves nothing behind; the next batch tries again, so the log serves
+    again as soon as the store does.
 
 Checkpoints
     :meth:`AuditLog.checkpoint` re-checks the records appended since the previous checkpoint
@@ -20,9 +23,12 @@ Checkpoints
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -40,7 +46,6 @@ from tabard.audit.merkle import (
     CompactRange,
     consistency_proof,
     inclusion_proof,
-    leaf_hash,
 )
 from tabard.audit.ports import AuditStore, ChainHead, NewRecord, StoredCheckpoint
 from tabard.audit.record import (
@@ -48,7 +53,6 @@ from tabard.audit.record import (
     AuditEvent,
     AuditRecord,
     PreparedEvent,
-    encode_entry,
     prepare,
 )
 from tabard.audit.verify import Problem, VerifyReport, verify_rows
@@ -60,8 +64,14 @@ __all__ = ["AuditLog", "ConsistencyProof", "InclusionProof"]
 
 log = logging.getLogger("tabard.audit")
 
+_LEAF = hashlib.sha256(b"\x00")
+
 MAX_BATCH = 4096
 """Most records one transaction takes."""
+
+LINGER = 0.001
+"""Longest the writer waits (seconds, per batch) for appends under way to be queued before
+it commits without them (group commit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +92,73 @@ class ConsistencyProof:
     path: tuple[bytes, ...]
 
 
-_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]]"]
+class _Waiter:
+    """What a blocking :meth:`AuditLog.append` waits on: the part of a
+    :class:`~concurrent.futures.Future` the writer uses, on one bare lock (a ``Future`` wakes
+    its caller through a ``Condition``, several times the work on both sides; with many
+    concurrent appenders that work competes with the writer for the interpreter lock)."""
+
+    __slots__ = ("_done", "_error", "_result")
+
+    def __init__(self) -> None:
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._result: list[AuditRecord] = []
+        self._error: BaseException | None = None
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: list[AuditRecord]) -> None:
+        self._result = result
+        self._done.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._done.release()
+
+    def result(self, timeout: float) -> list[AuditRecord]:
+        if not self._done.acquire(timeout=timeout):
+            raise FutureTimeout
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+class _AsyncWaiter:
+    """What :meth:`AuditLog.append_async` waits on: an asyncio future of the caller's loop.
+    The writer hands a whole batch's results to each loop in one ``call_soon_threadsafe``
+    (:func:`_deliver`) rather than waking the loop once per record."""
+
+    __slots__ = ("future", "loop", "outcome")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[list[AuditRecord]] = loop.create_future()
+        self.outcome: list[AuditRecord] | BaseException = []
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True
+
+    def set_result(self, result: list[AuditRecord]) -> None:
+        self.outcome = result
+
+    def set_exception(self, error: BaseException) -> None:
+        self.outcome = error
+
+
+def _deliver(waiters: list[_AsyncWaiter]) -> None:
+    """In the event loop: resolve the futures of one batch."""
+    for w in waiters:
+        if w.future.done():  # the caller gave up (timeout, cancelled)
+            continue
+        if isinstance(w.outcome, BaseException):
+            w.future.set_exception(w.outcome)
+        else:
+            w.future.set_result(w.outcome)
+
+
+_Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter | _AsyncWaiter"]
 
 
 class AuditLog:
@@ -108,6 +184,10 @@ class AuditLog:
         self._start_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._closed = False
+        self._appending = 0
+        """Blocking appends under way (encoding, queued or waiting): the writer waits a
+        moment for the ones not queued yet (group commit)."""
+        self._count_lock = threading.Lock()
 
     # --- appending ----------------------------------------------------------------------
 
@@ -118,33 +198,49 @@ class AuditLog:
 
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record several events, consecutively, in one transaction."""
-        return self._wait(self.submit(events))
+        waiter = _Waiter()
+        with self._count_lock:
+            self._appending += 1
+        try:
+            self._enqueue(events, waiter)
+            return waiter.result(self._timeout)
+        except FutureTimeout:
+            raise self._timed_out() from None
+        finally:
+            with self._count_lock:
+                self._appending -= 1
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
-        future = self.submit([event])
+        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        with self._count_lock:
+            self._appending += 1
         try:
-            records = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout)
+            self._enqueue([event], waiter)
+            async with asyncio.timeout(self._timeout):
+                records = await waiter.future
         except TimeoutError:
             raise self._timed_out() from None
+        finally:
+            with self._count_lock:
+                self._appending -= 1
         return records[0]
 
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
         """Queue events for the writer; the future resolves once they are committed."""
+        future: Future[list[AuditRecord]] = Future()
+        self._enqueue(events, future)
+        return future
+
+    def _enqueue(self, events: Sequence[AuditEvent],
+                 waiter: Future[list[AuditRecord]] | _Waiter | _AsyncWaiter) -> None:
         if self._closed:
             raise AuditUnavailableError("the audit log is closed")
         now = self._clock.now()
         prepared = [prepare(e, now) for e in events]
-        future: Future[list[AuditRecord]] = Future()
-        self._ensure_writer()
-        self._queue.put((prepared, future))
-        return future
-
-    def _wait(self, future: Future[list[AuditRecord]]) -> list[AuditRecord]:
-        try:
-            return future.result(self._timeout)
-        except FutureTimeout:
-            raise self._timed_out() from None
+        if self._writer is None:
+            self._ensure_writer()
+        self._queue.put((prepared, waiter))
 
     def _timed_out(self) -> AuditUnavailableError:
         return AuditUnavailableError(f"the audit log did not confirm the write within "
@@ -168,9 +264,18 @@ class AuditLog:
             jobs = [job]
             count = len(job[0])
             stop = False
+            linger = LINGER
             while count < self._max_batch:
                 try:
-                    more = self._queue.get_nowait()
+                    if len(jobs) < self._appending and linger > 0:
+                        # more callers are on their way (encoding, or just woken by the last
+                        # commit and coming back): wait a moment for them rather than pay a
+                        # commit (an fsync) for a fraction of them
+                        start = time.perf_counter()
+                        more = self._queue.get(timeout=linger)
+                        linger -= time.perf_counter() - start
+                    else:
+                        more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
@@ -188,15 +293,20 @@ class AuditLog:
             return
 
         def build(head: ChainHead | None) -> list[NewRecord]:
+            # runs under the store's write lock: only the chaining, inlined (encode_entry
+            # and leaf_hash, see record.py and merkle.py)
             seq, prev = (head.seq, head.hash) if head else (0, GENESIS)
             out: list[NewRecord] = []
+            add = out.append
+            leaf = _LEAF.copy
             for events, _ in live:
                 for p in events:
                     seq += 1
-                    entry = encode_entry(seq, prev, p.body)
-                    prev = leaf_hash(entry)
-                    out.append(NewRecord(AuditRecord(seq, p.time, p.kind, entry, prev),
-                                         p.subjects))
+                    entry = b"".join((b"\x01", prev, seq.to_bytes(8, "big"), p.body))
+                    h = leaf()
+                    h.update(entry)
+                    prev = h.digest()
+                    add(NewRecord(AuditRecord(seq, p.time, p.kind, entry, prev), p.subjects))
             return out
 
         try:
@@ -208,11 +318,18 @@ class AuditLog:
             for _, f in live:
                 f.set_exception(AuditUnavailableError(
                     f"the audit log cannot be written ({reason}); the operation is refused"))
-            return
-        i = 0
-        for events, f in live:
-            f.set_result([r.record for r in stored[i:i + len(events)]])
-            i += len(events)
+        else:
+            i = 0
+            for events, f in live:
+                f.set_result([r.record for r in stored[i:i + len(events)]])
+                i += len(events)
+        loops: dict[asyncio.AbstractEventLoop, list[_AsyncWaiter]] = {}
+        for _, f in live:
+            if isinstance(f, _AsyncWaiter):
+                loops.setdefault(f.loop, []).append(f)
+        for loop, waiters in loops.items():
+            with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+                loop.call_soon_threadsafe(_deliver, waiters)
 
     def close(self) -> None:
         """Let queued records finish, then stop the writer."""
@@ -220,6 +337,7 @@ class AuditLog:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join(timeout=self._timeout)
+        self._store.close()
 
     # --- reading ------------------------------------------------------------------------
 

@@ -1,42 +1,62 @@
 """SQL implementation of :class:`tabard.audit.ports.AuditStore`.
 
-Appends take the log's write lock inside their transaction (SQLite: ``BEGIN IMMEDIATE``;
-PostgreSQL: a transaction-scoped advisory lock), read the head and insert the batch, so
-several server processes over one database extend one chain without forks. On SQLite the
-transaction commits with ``synchronous=FULL`` (the WAL is fsynced at each commit; the rest
-of tabard runs with ``NORMAL``); PostgreSQL commits durably by default. A batch is one
-transaction: after a crash it is there entirely or not at all.
+Appends run on the writer's own driver connection, kept across batches (SQLite: set once to
+``synchronous=FULL``, so the WAL is fsynced at each commit; the rest of tabard runs with
+``NORMAL``; PostgreSQL commits durably by default). Each batch is one transaction holding the
+log's write lock (SQLite: the database's, taken by the first INSERT, or by ``BEGIN
+IMMEDIATE`` when the head must be read; PostgreSQL: a transaction-scoped advisory lock):
+after a crash it is there entirely or not at all.
+
+The head (number and hash of the last record) is remembered after each commit, so a batch is
+two multi-row INSERTs and a COMMIT. ``seq`` is the primary key: if another process appended
+in between, the INSERT fails on the duplicate number, nothing is written, and the batch is
+chained again on the head read under the lock. Several server processes over one database
+therefore extend one chain without forks. After any failure the head is read again.
+
+Rows go in as multi-row ``INSERT ... VALUES (..), (..)`` of up to 256 rows straight through
+the driver: SQLAlchemy's per-parameter processing, and ``executemany``'s statement per row
+(each giving up the interpreter lock and waiting to take it back while other threads encode
+their records), cost more than the insert itself.
 
 Nothing here updates or deletes a record: the tables are append-only by construction.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import PoolProxiedConnection, insert, select
+from sqlalchemy.exc import OperationalError
 
 from tabard.audit.merkle import HASH_SIZE
 from tabard.audit.ports import ChainHead, NewRecord, StoredCheckpoint
 from tabard.audit.record import AuditRecord
+from tabard.errors import Unavailable
 from tabard.store.db import Database
 from tabard.store.tables import audit_checkpoints, audit_records, audit_subjects
 
 __all__ = ["SqlAuditStore"]
 
+log = logging.getLogger("tabard.store.audit")
+
 _PG_LOCK = 0x7461626172646175  # "tabardau": the advisory lock of the audit log
+_UNKNOWN = object()
 _PAGE = 20_000  # rows per scan query (the LIMIT below)
 
+_HEAD_SQL = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 _HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(
     audit_records.c.seq.desc()).limit(1)
 
 
 def _sqlite_time(at: datetime) -> str:
     """A UTC time as SQLAlchemy's SQLite ``DateTime`` stores it (naive, microseconds)."""
-    return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat(sep=" ", timespec="microseconds")[:26]
 
 
 def _same(at: datetime) -> datetime:
@@ -54,60 +74,140 @@ def _checkpoint(row: Any) -> StoredCheckpoint:
         tuple(frontier[i:i + HASH_SIZE] for i in range(0, len(frontier), HASH_SIZE)))
 
 
+_ROWS = 256  # rows per multi-row INSERT (5 columns: 1,280 parameters, under every limit)
+
+
+def _multi_insert(head: str, columns: int, mark: str) -> Callable[[int], str]:
+    """``INSERT ... VALUES (..), (..)`` of ``n`` rows. Sizes are powers of two up to
+    :data:`_ROWS`, so a driver's statement cache holds every form that is used."""
+    row = "(" + ", ".join([mark] * columns) + ")"
+    forms = {n: head + ", ".join([row] * n) for n in (1 << k for k in range(_ROWS.bit_length()))}
+    return forms.__getitem__
+
+
+def _insert(cursor: Any, statement: Callable[[int], str], rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with few statements: one ``execute`` per 256 rows and one per set bit
+    of the rest. ``executemany`` runs a statement per row, and the driver gives the
+    interpreter lock up and takes it back around each, which under concurrent appenders
+    costs more than the insert."""
+    i, n = 0, len(rows)
+    while i < n:
+        size = _ROWS if n - i >= _ROWS else 1 << ((n - i).bit_length() - 1)
+        cursor.execute(statement(size), [v for r in rows[i:i + size] for v in r])
+        i += size
+
+
 class SqlAuditStore:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._sqlite = db.dialect == "sqlite"
         mark = "?" if self._sqlite else "%s"
-        # constant SQL; only the driver's placeholder style differs
-        self._insert_record = ("INSERT INTO audit_records (seq, recorded_at, kind, entry, hash) "
-                               "VALUES (?, ?, ?, ?, ?)").replace("?", mark)
-        self._insert_subject = "INSERT INTO audit_subjects (subject, seq) VALUES (?, ?)".replace(
-            "?", mark)
+        # constant SQL; only the driver's placeholder style and the number of rows differ
+        self._insert_record = _multi_insert(
+            "INSERT INTO audit_records (seq, recorded_at, kind, entry, hash) VALUES ", 5, mark)
+        self._insert_subject = _multi_insert(
+            "INSERT INTO audit_subjects (subject, seq) VALUES ", 2, mark)
+        dbapi: Any = db.engine.dialect.dbapi
+        self._dbapi = dbapi
+        self._integrity_error: type[Exception] = self._dbapi.IntegrityError
+        self._writer: PoolProxiedConnection | None = None
+        self._writer_lock = threading.Lock()
+        self._head: ChainHead | object | None = _UNKNOWN
+        """The head as this writer left it; unknown after a failure and at first."""
 
     # --- appending ----------------------------------------------------------------------
 
     def append(self, build: Callable[[ChainHead | None], Sequence[NewRecord]]
                ) -> Sequence[NewRecord]:
-        for attempt in range(3):
-            try:
-                with self._db.connect() as c:
-                    return self._append(c, build)
-            except IntegrityError:
-                # another writer took the same numbers without the lock (an older process)
-                if attempt == 2:
-                    raise
+        with self._writer_lock:
+            for attempt in range(3):
+                try:
+                    return self._append(build)
+                except self._integrity_error:
+                    # the remembered head was stale (another process appended): the next
+                    # attempt reads it under the lock
+                    if attempt == 2:
+                        raise
         raise AssertionError("unreachable")
 
-    def _append(self, c: Connection, build: Callable[[ChainHead | None], Sequence[NewRecord]]
+    def _connection(self) -> Any:
+        """The writer's own driver connection, kept across batches (SQLite: with
+        ``synchronous=FULL`` set once). Checked out of the engine's pool, so it is made with
+        the same settings as every other connection."""
+        if self._writer is None:
+            raw = self._db.engine.raw_connection()
+            driver: Any = raw.driver_connection
+            if self._sqlite:
+                driver.execute("PRAGMA synchronous=FULL")
+            else:
+                driver.autocommit = False
+            self._writer = raw
+        return self._writer.driver_connection
+
+    def _drop_writer(self) -> None:
+        raw, self._writer = self._writer, None
+        if raw is not None:
+            try:
+                raw.invalidate()
+            except Exception:
+                log.debug("dropping the audit writer connection failed", exc_info=True)
+
+    def _append(self, build: Callable[[ChainHead | None], Sequence[NewRecord]]
                 ) -> Sequence[NewRecord]:
-        if self._sqlite:
-            c.exec_driver_sql("PRAGMA synchronous=FULL")
-            c.commit()
         try:
-            with c.begin():
+            conn = self._connection()
+        except OperationalError as exc:
+            raise Unavailable(f"database unavailable: {exc.orig.__class__.__name__}") from exc
+        cursor = conn.cursor()
+        head, self._head = self._head, _UNKNOWN
+        try:
+            # the write lock: SQLite's is taken by the first INSERT (or BEGIN IMMEDIATE), with
+            # the busy timeout like any other writer's
+            if not self._sqlite:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
+            if head is _UNKNOWN:
                 if self._sqlite:
-                    c.exec_driver_sql("BEGIN IMMEDIATE")
-                else:
-                    c.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-                row = c.execute(_HEAD).first()
-                new = build(ChainHead(row.seq, bytes(row.hash)) if row else None)
-                if new:
-                    # straight to the driver: the rows are plain values already, and
-                    # SQLAlchemy's per-parameter processing would cost more than the insert
-                    when = _sqlite_time if self._sqlite else _same
-                    c.exec_driver_sql(self._insert_record, [
-                        (n.record.seq, when(n.record.time), n.record.kind, n.record.entry,
-                         n.record.hash) for n in new])
-                    subjects = [(s[:512], n.record.seq) for n in new for s in n.subjects]
-                    if subjects:
-                        c.exec_driver_sql(self._insert_subject, subjects)
+                    cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute(_HEAD_SQL)
+                row = cursor.fetchone()
+                head = ChainHead(row[0], bytes(row[1])) if row else None
+            new = build(head)  # type: ignore[arg-type]
+            if new:
+                times: dict[datetime, Any] = {}  # the events of one append share a time
+                when = _sqlite_time if self._sqlite else _same
+                rows = []
+                for n in new:
+                    r = n.record
+                    at = times.get(r.time)
+                    if at is None:
+                        at = times[r.time] = when(r.time)
+                    rows.append((r.seq, at, r.kind, r.entry, r.hash))
+                _insert(cursor, self._insert_record, rows)
+                # (cut to the column's 512 characters, two long keys may become one)
+                _insert(cursor, self._insert_subject, list(dict.fromkeys(
+                    [(s[:512], n.record.seq) for n in new for s in n.subjects])))
+            conn.commit()
+            self._head = ChainHead(new[-1].record.seq, new[-1].record.hash) if new else head
             return new
+        except BaseException as exc:
+            try:
+                conn.rollback()
+            except Exception:
+                self._drop_writer()
+            else:
+                if not isinstance(exc, self._dbapi.Error) or isinstance(
+                        exc, self._dbapi.OperationalError | self._dbapi.InterfaceError):
+                    self._drop_writer()
+            raise
         finally:
-            if self._sqlite and not c.closed and not c.invalidated:
-                c.rollback()
-                c.exec_driver_sql("PRAGMA synchronous=NORMAL")
-                c.commit()
+            cursor.close()
+
+    def close(self) -> None:
+        """Give the writer's connection back (it is made again on the next append)."""
+        with self._writer_lock:
+            raw, self._writer = self._writer, None
+            if raw is not None:
+                raw.close()
 
     # --- reading ------------------------------------------------------------------------
 

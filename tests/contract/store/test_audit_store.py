@@ -253,3 +253,25 @@ def test_an_unwritable_store_refuses_appends_until_it_recovers(env: Env) -> None
     env.sql(unblock)
     assert env.log.append(event(100)).seq == 4
     assert env.log.verify().ok
+
+
+def test_subjects_longer_than_the_index_column_are_cut_without_colliding(env: Env) -> None:
+    long_user = "u" * 600
+    record = env.log.append(AuditEvent(
+        kind=AuditKind.APPROVAL, actor="ops", what=What(operation="approve"),
+        who=Who(user=long_user, chain=(long_user + "-other",))))
+    assert [r.seq for r in env.log.trace(user=long_user)] == [record.seq]
+
+
+def test_two_writers_over_one_database_extend_one_chain(env: Env) -> None:
+    # each remembers the head it wrote; the other's appends make that stale, and the
+    # duplicate number sends the batch back to be chained on the head read under the lock
+    other = AuditLog(SqlAuditStore(env.db), env.clock, trust_domain=TD.name, timeout=20)
+    try:
+        for i in range(6):
+            env.fill(2, 10 * i)
+            assert other.append_many([event(10 * i + 5)])[0].seq == 3 * i + 3
+    finally:
+        other.close()
+    report = env.log.verify()
+    assert report.ok and report.records == 18

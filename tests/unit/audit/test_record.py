@@ -32,6 +32,15 @@ EVENTS = [
         decision=Decision(effect="deny", policies=("p1", "p2"), reason="tab\there"),
         outcome=Outcome.DENIED,
         details={"z": [1, None, True, {"b": "x", "a": -(2**53 - 1)}], "A": "é", "m": {}}),
+    # flat details (the fast path): every value kind it writes itself
+    AuditEvent(kind="issuance", actor="node", what=What(operation="svid.x509", target=""),
+               who=Who(node="n\u00e9", chain=("u",)),
+               decision=Decision(effect="allow", reason=""),
+               details={"n": 5, "neg": -(2**53 - 1), "s": "x\"\u00e9\\", "t": True,
+                        "f": False, "z": None, "B": "", "a_b": 0}),
+    # an unhashable who (a list for the chain) skips the cache of who parts
+    AuditEvent(kind="approval", actor="ops", what=What(operation="approve"),
+               who=Who(user="bob", chain=["spiffe://td.org/agent/a", "bob"])),  # type: ignore[arg-type]
     AuditEvent(kind="token_grant", actor="client", what=What(operation="token-exchange"),
                details={"ratio": 0.1, "big": 10**20 // 10**5, "ключ": "v", "\U0001f600": 1,
                         "\uffff": 2}),
@@ -51,7 +60,27 @@ def test_values_json_cannot_carry_exactly_are_refused() -> None:
         prepare(AuditEvent(kind="k", actor="a", what=What(operation="\ud800")), AT)
     with pytest.raises(InvalidAuditEventError):
         prepare(AuditEvent(kind="k", actor="", what=What(operation="o")), AT)
+    for bad in (AuditEvent(kind="k", actor="a", what=What(operation="o"), who=Who(user=7)),  # type: ignore[arg-type]
+                AuditEvent(kind="k", actor="a", what=What(operation="o"),
+                           decision=Decision(effect="allow", policies=(1,))),  # type: ignore[arg-type]
+                AuditEvent(kind="k", actor="a", what=What(operation="o"), details={1: "x"})):  # type: ignore[dict-item]
+        with pytest.raises(InvalidAuditEventError):
+            prepare(bad, AT)
     assert canonical_json({"b": 1, "a": [True, None]}) == b'{"a":[true,null],"b":1}'
+
+
+def test_events_of_one_time_and_of_equal_who_share_work_but_not_mistakes() -> None:
+    event = EVENTS[1]
+    other = AuditEvent(kind="k", actor="a", what=What(operation="o"),
+                       who=Who.of_spiffe_id("spiffe://td.org/agent/refund/instance/01J",
+                                            user="\u00e4lice \"q\"\n", owner="bob",
+                                            chain=("alice",
+                                                   "spiffe://td.org/agent/orch/instance/9")))
+    later = AT.replace(microsecond=7)
+    for e, at in ((event, AT), (other, AT), (event, later), (other, AT), (event, later)):
+        p = prepare(e, at)
+        assert p.body == rfc8785.dumps(e.body(at))
+        assert p.subjects == tuple(sorted(e.who.subjects()))
 
 
 def test_times_are_utc_with_microseconds() -> None:
