@@ -225,6 +225,37 @@ def _sse_events(buffer: bytearray) -> list[bytes]:
         del buffer[:size]
 
 
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+_PCT_REFUSED = frozenset({0x2F, 0x5C, 0x00, 0x3F, 0x23})  # / \\ NUL ? #
+
+
+def _bad_path(detail: str) -> _Refusal:
+    return _Refusal(_problem(400, "invalid_path", detail))
+
+
+def _safe_rest(rest: str) -> str:
+    """The path after the route name, checked so that what policy decides is what the
+    upstream receives: printable ASCII only; no ``.``/``..`` segment, literal or
+    percent-encoded; no percent-encoded ``/``, ``\\``, NUL, ``?``, ``#`` or control
+    character, no malformed escape, no literal ``\\``; runs of ``/`` collapse to one."""
+    if any(not 0x21 <= ord(c) <= 0x7E for c in rest):
+        raise _bad_path("the path holds a character that is not printable ASCII")
+    if "\\" in rest:
+        raise _bad_path("the path holds a backslash")
+    if "%" in _PCT.sub("", rest):
+        raise _bad_path("the path holds a malformed percent escape")
+    for escape in _PCT.findall(rest):
+        code = int(escape, 16)
+        if code in _PCT_REFUSED or code < 0x20 or code == 0x7F:
+            raise _bad_path(f"the path holds the encoded character %{escape}, which is "
+                            "refused")
+    rest = re.sub(r"/{2,}", "/", rest)
+    for segment in rest.split("/"):
+        if _PCT.sub(lambda m: chr(int(m.group(1), 16)), segment) in (".", ".."):
+            raise _bad_path("the path holds a '.' or '..' segment")
+    return rest
+
+
 class Gateway:
     """The ASGI application (module docstring). ``refresh`` (e.g.
     :meth:`tabard.policy.PolicyService.refresh`) loads a policy epoch another process
@@ -335,7 +366,7 @@ class Gateway:
         return response
 
     async def _handle(self, request: Request, record: _Record) -> Response:
-        protocol, name, rest = self._split(request.url.path)
+        protocol, name, rest = self._split(request)
         record.protocol, record.route = protocol, name
         route = await self._route(protocol, name)
         caller = await self._authenticate(request, route)
@@ -376,13 +407,18 @@ class Gateway:
         return await self._forward(request, route, rest, body, headers, record,
                                    redact=redact, tools_list=tools_list_ids, caller=caller)
 
-    def _split(self, path: str) -> tuple[str, str, str]:
+    def _split(self, request: Request) -> tuple[str, str, str]:
+        """Protocol, route name and the rest of the path, taken from the raw request target
+        (what the client sent, before any decoding). The rest is what is decided and what is
+        forwarded, byte for byte; see :func:`_safe_rest` for what is refused."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        path = raw.decode("latin-1")
         parts = path.split("/", 3)
         if len(parts) < 3 or parts[1] not in ("mcp", "a2a", "http") or not parts[2]:
             raise _Refusal(_problem(404, "unknown_route",
-                                    f"{path} is not a gateway route (/mcp/<name>, "
+                                    f"{path[:200]} is not a gateway route (/mcp/<name>, "
                                     "/a2a/<name>, /http/<name>/...)"))
-        rest = "/" + parts[3] if len(parts) == 4 else ""
+        rest = _safe_rest("/" + parts[3]) if len(parts) == 4 else ""
         return parts[1], parts[2], rest
 
     # --- routes, caller, body -------------------------------------------------------------
@@ -600,11 +636,10 @@ class Gateway:
     async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
                        headers: dict[str, str], record: _Record, *, redact: bool,
                        tools_list: set[str], caller: Caller) -> Response:
-        url = route.upstream.rstrip("/") + rest if rest else route.upstream
-        if request.url.query:
-            url += "?" + request.url.query
         client = self._client()
-        upstream = client.build_request(request.method, url, headers=headers, content=body,
+        upstream = client.build_request(request.method, self._upstream_url(request, route,
+                                                                          rest),
+                                        headers=headers, content=body,
                                         timeout=httpx.Timeout(route.timeout))
         try:
             response = await client.send(upstream, stream=True)
@@ -640,6 +675,22 @@ class Gateway:
             raise _Refusal(self._blocked(data, exc)) from None
         data = _Scrubber(injected).scrub(data)
         return Response(data, status_code=response.status_code, headers=out_headers)
+
+    def _upstream_url(self, request: Request, route: RouteView, rest: str) -> httpx.URL:
+        """The route's upstream with exactly the decided path and the raw query appended;
+        anything httpx would change in it is refused rather than forwarded."""
+        base = httpx.URL(route.upstream)
+        path = base.raw_path.split(b"?", 1)[0].decode("ascii")
+        path = path.rstrip("/") + rest if rest else path
+        query = request.scope.get("query_string") or b""
+        target = path.encode("ascii") + (b"?" + query if query else b"")
+        try:
+            url = base.copy_with(raw_path=target)
+        except httpx.InvalidURL:
+            raise _bad_path("the request target cannot be forwarded as sent") from None
+        if url.raw_path != target:
+            raise _bad_path("the request target cannot be forwarded as sent")
+        return url
 
     async def _read_bounded(self, response: httpx.Response) -> bytes | None:
         chunks, size = [], 0

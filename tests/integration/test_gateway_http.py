@@ -1,0 +1,102 @@
+"""The gateway's HTTP routes in front of a raw echo upstream (on a real socket): the path
+decided is the path forwarded, nothing of one caller reaches another, response headers
+are cleaned, compressed answers are scanned decoded, and the audit record is written
+before the upstream is called."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
+from tests.integration.gateway_world import GatewayWorld, build_world, serve
+
+SEEN: list[dict[str, Any]] = []
+PLANTED = b"key AKIAIOSFODNN7EXAMPLE card 4111 1111 1111 1111"
+
+
+async def echo(scope: Any, receive: Any, send: Any) -> None:
+    """Records what it receives; some paths answer with something a gateway must clean."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    SEEN.append({"path": scope["path"], "raw_path": scope["raw_path"].decode(),
+                 "query": scope["query_string"].decode(), "headers": headers})
+    auth = headers.get("authorization", "").encode()
+    path: str = scope["path"]
+    status, body = 200, json.dumps({"path": path}).encode()
+    out = [(b"content-type", b"application/json")]
+    if path.endswith("/gzip"):
+        body = gzip.compress(PLANTED + b" auth=" + auth)
+        out = [(b"content-type", b"text/plain"), (b"content-encoding", b"gzip")]
+    elif path.endswith("/headers"):
+        up = scope["server"]
+        out += [(b"set-cookie", b"session=upstream-secret"),
+                (b"x-upstream-auth", auth), (b"connection", b"x-hop"), (b"x-hop", b"1"),
+                (b"location", f"http://{up[0]}:{up[1]}/base/repos/next".encode())]
+    elif path.endswith("/away"):
+        status = 302
+        out += [(b"location", b"http://169.254.169.254/?tok=" + auth)]
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayWorld]:
+    for world in build_world(Path(tmp_path_factory.mktemp("gateway-http"))):
+        upstream = serve(echo)
+        world.served.insert(0, upstream)
+        world.routes.put(Route(name="api", protocol=RouteProtocol.HTTP,
+                               upstream=upstream.url + "/base", dlp_profile="default",
+                               credential=CredentialSpec(kind="static",
+                                                         secret="demo-upstream-key")))
+        yield world
+
+
+def raw_get(world: GatewayWorld, target: str) -> tuple[int, bytes]:
+    """GET exactly ``target`` (no client-side normalisation); status and body."""
+    host = world.url.split("//")[1]
+    name, port = host.split(":")
+    headers = "".join(f"{k}: {v}\r\n" for k, v in world.headers("alice", "api", "http").items())
+    with socket.create_connection((name, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+                     "Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body
+
+
+def test_the_decided_path_is_forwarded_and_traversal_is_refused(world: GatewayWorld) -> None:
+    before = len(SEEN)
+    assert raw_get(world, "/http/api/repos/x")[0] == 200
+    assert raw_get(world, "/http/api//repos//x")[0] == 200
+    assert [s["raw_path"] for s in SEEN[before:]] == ["/base/repos/x", "/base/repos/x"]
+    before = len(SEEN)
+    for target in ["/http/api/repos/../admin", "/http/api/repos/%2e%2E/admin",
+                   "/http/api/repos/x%2f..%2f..%2fadmin", "/http/api/repos/x%2F",
+                   "/http/api/repos/%5c",
+                   "/http/api/repos/%00", "/http/api/repos/%3Fa", "/http/api/repos/%23",
+                   "/http/api/repos/x%0d%0aX:%201", "/http/api/repos/./x", "/http/api/repos/%zz",
+                   "/http/api/repos/%2e%2e/%2e%2e/etc"]:
+        status, body = raw_get(world, target)
+        assert status == 400, (target, status, body)
+        assert json.loads(body)["code"] == "invalid_path"
+    assert SEEN[before:] == []  # none of them reached the upstream
