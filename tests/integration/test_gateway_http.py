@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
@@ -100,3 +101,16 @@ def test_the_decided_path_is_forwarded_and_traversal_is_refused(world: GatewayWo
         assert status == 400, (target, status, body)
         assert json.loads(body)["code"] == "invalid_path"
     assert SEEN[before:] == []  # none of them reached the upstream
+
+
+def test_an_upstream_cookie_is_never_replayed_to_another_call(world: GatewayWorld) -> None:
+    with httpx.Client(timeout=10) as client:
+        client.get(f"{world.url}/http/api/repos/headers",
+                   headers=world.headers("alice", "api", "http"))
+        before = len(SEEN)
+        client.cookies.clear()
+        assert client.get(f"{world.url}/http/api/repos/x",
+                          headers=world.headers("bob", "api", "http")).status_code in (200, 403)
+        client.get(f"{world.url}/http/api/repos/x",
+                   headers=world.headers("alice", "api", "http"))
+    assert SEEN[before:] and all("cookie" not in s["headers"] for s in SEEN[before:])

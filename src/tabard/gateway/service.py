@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import logging
 import re
@@ -139,6 +140,22 @@ class _Record:
     status: int = 0
     outcome: str = "denied"
     method: str = ""
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """A cookie policy that neither keeps nor sends any cookie."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
 
 
 class _Refusal(Exception):
@@ -334,8 +351,10 @@ class Gateway:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
+            # no cookie jar: an upstream's Set-Cookie must never reach another caller
             self._http = httpx.AsyncClient(
                 transport=self._transport, follow_redirects=False,
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
         return self._http
 
