@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
-from tests.integration.gateway_world import GatewayWorld, build_world, serve
+from tests.integration.gateway_world import UPSTREAM_SECRET, GatewayWorld, build_world, serve
 
 SEEN: list[dict[str, Any]] = []
 PLANTED = b"key AKIAIOSFODNN7EXAMPLE card 4111 1111 1111 1111"
@@ -114,3 +114,22 @@ def test_an_upstream_cookie_is_never_replayed_to_another_call(world: GatewayWorl
         client.get(f"{world.url}/http/api/repos/x",
                    headers=world.headers("alice", "api", "http"))
     assert SEEN[before:] and all("cookie" not in s["headers"] for s in SEEN[before:])
+
+
+def test_response_headers_are_cleaned_and_forwarding_headers_are_the_gateways(
+        world: GatewayWorld) -> None:
+    headers = {**world.headers("alice", "api", "http"), "Forwarded": "for=1.2.3.4",
+               "X-Forwarded-User": "admin", "X-Forwarded-For": "1.2.3.4",
+               "Connection": "x-secret", "X-Secret": "hop"}
+    with httpx.Client(timeout=10) as client:
+        answer = client.get(f"{world.url}/http/api/repos/headers", headers=headers)
+        away = client.get(f"{world.url}/http/api/repos/away",
+                          headers=world.headers("alice", "api", "http"))
+    seen = SEEN[-2]["headers"]
+    assert "forwarded" not in seen and "x-forwarded-user" not in seen and "x-secret" not in seen
+    assert seen["x-forwarded-for"] == "127.0.0.1" and seen["x-forwarded-proto"] == "http"
+    assert answer.status_code == 200
+    assert "set-cookie" not in answer.headers and "x-hop" not in answer.headers
+    assert UPSTREAM_SECRET not in answer.headers["x-upstream-auth"]
+    assert answer.headers["location"] == f"{world.url}/http/api/repos/next"
+    assert away.status_code == 302 and "location" not in away.headers

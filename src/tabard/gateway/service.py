@@ -100,7 +100,11 @@ DENIED = -32003  # the JSON-RPC error code of a refusal by policy (implementatio
 _AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailer", "transfer-encoding",
-                         "upgrade", "host", "content-length"})
+                         "upgrade", "host", "content-length", "proxy-connection"})
+# never taken from the agent: the gateway sets its own X-Forwarded-For/-Proto/-Host
+_FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-proto",
+                         "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
+                         "x-forwarded-server", "x-forwarded-user"})
 _STRIPPED = frozenset({"authorization", "cookie", AGENT_TOKEN_HEADER})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON_TYPES = ("application/json", "application/problem+json")
@@ -244,6 +248,11 @@ def _sse_events(buffer: bytearray) -> list[bytes]:
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _PCT_REFUSED = frozenset({0x2F, 0x5C, 0x00, 0x3F, 0x23})  # / \\ NUL ? #
+
+
+def _connection_named(value: str | None) -> set[str]:
+    """The header names a ``Connection`` header lists (hop-by-hop by declaration)."""
+    return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
 
 
 def _bad_path(detail: str) -> _Refusal:
@@ -625,8 +634,15 @@ class Gateway:
     async def _upstream_headers(self, request: Request, route: RouteView, caller: Caller,
                                 op: Operation | None, record: _Record) -> dict[str, str]:
         stripped = _STRIPPED | {h.lower() for h in route.strip_headers}
+        stripped |= _connection_named(request.headers.get("connection"))
         headers = {k: v for k, v in request.headers.items()
-                   if k not in _HOP_BY_HOP and k not in stripped}
+                   if k not in _HOP_BY_HOP and k not in stripped and k not in _FORWARDING
+                   and not k.startswith("x-forwarded-")}
+        if request.client is not None:
+            headers["x-forwarded-for"] = request.client.host
+        headers["x-forwarded-proto"] = request.url.scheme
+        if "host" in request.headers:
+            headers["x-forwarded-host"] = request.headers["host"]
         provider = self._credentials.provider(route, await self._routes_version())
         if provider is None:
             return headers
@@ -669,8 +685,7 @@ class Gateway:
                            ) from None
         injected: list[str] = getattr(request.state, "injected", [])
         scanner = self._scanner(route) if redact else None
-        out_headers = {k: v for k, v in response.headers.items()
-                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"}
+        out_headers = self._response_headers(response, route, injected)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         record.status = response.status_code
         if content_type == "text/event-stream" or (
@@ -694,6 +709,46 @@ class Gateway:
             raise _Refusal(self._blocked(data, exc)) from None
         data = _Scrubber(injected).scrub(data)
         return Response(data, status_code=response.status_code, headers=out_headers)
+
+    def _response_headers(self, response: httpx.Response, route: RouteView,
+                          injected: list[str]) -> dict[str, str]:
+        """The upstream's headers an agent may see: no hop-by-hop header nor one named in
+        ``Connection``, no ``Set-Cookie``, no ``Content-Encoding`` (bodies are decoded),
+        ``Location`` only when it points into the route's upstream (rewritten to the
+        gateway), and any injected credential value blanked in every value."""
+        dropped = _HOP_BY_HOP | {"set-cookie", "set-cookie2", "content-encoding"}
+        dropped |= _connection_named(response.headers.get("connection"))
+        scrubber = _Scrubber(injected)
+        out: dict[str, str] = {}
+        for key, value in response.headers.items():
+            key = key.lower()
+            if key in dropped:
+                continue
+            if key == "location":
+                rewritten = self._location(value, response.request.url, route)
+                if rewritten is None:
+                    continue
+                value = rewritten
+            out[key] = scrubber.scrub(value.encode("latin-1", "replace")).decode("latin-1")
+        return out
+
+    def _location(self, location: str, sent: httpx.URL, route: RouteView) -> str | None:
+        """``location`` as the gateway's URL of the same resource, or None when it points
+        anywhere but under the route's upstream."""
+        try:
+            target = sent.join(location)
+            base = httpx.URL(route.upstream)
+        except (httpx.InvalidURL, ValueError):
+            return None
+        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        path = target.raw_path
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            return None
+        if not (path == prefix or path.startswith(prefix + b"/") or path.startswith(
+                prefix + b"?")):
+            return None
+        rest = path[len(prefix):].decode("ascii")
+        return f"{self.config.base_url}/{route.protocol}/{route.name}{rest}"
 
     def _upstream_url(self, request: Request, route: RouteView, rest: str) -> httpx.URL:
         """The route's upstream with exactly the decided path and the raw query appended;
