@@ -133,3 +133,15 @@ def test_response_headers_are_cleaned_and_forwarding_headers_are_the_gateways(
     assert UPSTREAM_SECRET not in answer.headers["x-upstream-auth"]
     assert answer.headers["location"] == f"{world.url}/http/api/repos/next"
     assert away.status_code == 302 and "location" not in away.headers
+
+
+def test_a_compressed_answer_is_decoded_before_dlp_and_the_scrubber(world: GatewayWorld) -> None:
+    with httpx.Client(timeout=10) as client:
+        answer = client.get(f"{world.url}/http/api/repos/gzip",
+                            headers={**world.headers("alice", "api", "http"),
+                                     "Accept-Encoding": "gzip"})
+    assert SEEN[-1]["headers"]["accept-encoding"] == "identity"
+    assert answer.status_code == 200 and "content-encoding" not in answer.headers
+    assert b"AKIAIOSFODNN7EXAMPLE" not in answer.content
+    assert b"[REDACTED:aws_access_key_id]" in answer.content
+    assert UPSTREAM_SECRET.encode() not in answer.content

@@ -106,6 +106,8 @@ _FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-for", "x-forward
                          "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
                          "x-forwarded-server", "x-forwarded-user"})
 _STRIPPED = frozenset({"authorization", "cookie", AGENT_TOKEN_HEADER})
+# what httpx decodes itself (aiter_bytes); anything else would pass the scanners unread
+_DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -643,6 +645,8 @@ class Gateway:
         headers["x-forwarded-proto"] = request.url.scheme
         if "host" in request.headers:
             headers["x-forwarded-host"] = request.headers["host"]
+        # answers are scanned and scrubbed, so they must come uncompressed
+        headers["accept-encoding"] = "identity"
         provider = self._credentials.provider(route, await self._routes_version())
         if provider is None:
             return headers
@@ -684,6 +688,13 @@ class Gateway:
                                     f"the upstream of route {route.name!r} did not answer")
                            ) from None
         injected: list[str] = getattr(request.state, "injected", [])
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in _DECODABLE:
+            await response.aclose()
+            record.outcome, record.reason = "error", f"upstream content-encoding {encoding!r}"
+            raise _Refusal(_problem(502, "upstream_encoding_unsupported",
+                                    f"the upstream of route {route.name!r} answered with "
+                                    "a content encoding the gateway cannot inspect"))
         scanner = self._scanner(route) if redact else None
         out_headers = self._response_headers(response, route, injected)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -852,7 +863,7 @@ class Gateway:
         raw_scanner = StreamScanner(scanner) if (scanner and not sse) else None
         buffer = bytearray()
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # decoded: scanned as sent
                 if sse:
                     buffer += chunk
                     out = []
