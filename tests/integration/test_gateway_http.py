@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tabard.audit import AuditKind, AuditUnavailableError
+from tabard.gateway import UNAVAILABLE
 from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
 from tests.integration.gateway_world import UPSTREAM_SECRET, GatewayWorld, build_world, serve
 
@@ -145,3 +147,38 @@ def test_a_compressed_answer_is_decoded_before_dlp_and_the_scrubber(world: Gatew
     assert b"AKIAIOSFODNN7EXAMPLE" not in answer.content
     assert b"[REDACTED:aws_access_key_id]" in answer.content
     assert UPSTREAM_SECRET.encode() not in answer.content
+
+
+def test_no_upstream_call_runs_unaudited(world: GatewayWorld,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    async def down(event: Any) -> Any:
+        raise AuditUnavailableError("the log is down")
+
+    http_headers = world.headers("alice", "api", "http")
+    mcp_headers = {**world.headers("alice", "demo-json"), "Accept":
+                   "application/json, text/event-stream"}
+    before, before_mcp = len(SEEN), len(world.json_upstream.seen)
+    monkeypatch.setattr(world.audit, "append_async", down)
+    with httpx.Client(timeout=10) as client:
+        answer = client.get(f"{world.url}/http/api/repos/x", headers=http_headers)
+        rpc = client.post(f"{world.url}/mcp/demo-json", headers=mcp_headers,
+                          json={"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                "params": {"name": "github.read_repo",
+                                           "arguments": {"repo": "x"}}})
+    monkeypatch.undo()
+    assert answer.status_code == 503 and answer.json()["code"] == "audit_unavailable"
+    assert rpc.status_code == 503 and rpc.json()["id"] == 7
+    assert rpc.json()["error"]["code"] == UNAVAILABLE
+    assert len(SEEN) == before and len(world.json_upstream.seen) == before_mcp
+
+
+def test_the_intent_is_recorded_before_the_call_and_the_outcome_after(
+        world: GatewayWorld) -> None:
+    head = world.audit.head()
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{world.url}/http/api/repos/x",
+                          headers=world.headers("alice", "api", "http")).status_code == 200
+    intent, outcome = world.audit.records(after=head.seq if head else 0,
+                                          kind=AuditKind.GATEWAY_DECISION)
+    assert intent.body()["outcome"] == "pending" and outcome.body()["outcome"] == "success"
+    assert outcome.body()["details"]["intent_seq"] == intent.seq

@@ -92,11 +92,12 @@ from tabard.policy.errors import InvalidDecisionRequestError
 from tabard.spiffe import Bundle
 from tabard.vault import CredentialContext
 
-__all__ = ["DENIED", "Gateway", "GatewayConfig", "public_reason"]
+__all__ = ["DENIED", "UNAVAILABLE", "Gateway", "GatewayConfig", "public_reason"]
 
 log = logging.getLogger("tabard.gateway")
 
 DENIED = -32003  # the JSON-RPC error code of a refusal by policy (implementation-defined)
+UNAVAILABLE = -32004  # the call was not made: the audit log cannot record it
 _AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailer", "transfer-encoding",
@@ -146,6 +147,8 @@ class _Record:
     status: int = 0
     outcome: str = "denied"
     method: str = ""
+    intent_seq: int | None = None
+    intent_failed: bool = False
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -391,6 +394,8 @@ class Gateway:
             return response  # recorded when the stream ends
         record.status = response.status_code
         if not await self._write(record):
+            if record.intent_failed:
+                return response
             return _problem(503, "audit_unavailable", "the request was refused because the "
                             "audit log cannot record it")
         return response
@@ -433,9 +438,23 @@ class Gateway:
             o for d in decisions for o in d.obligations}
         record.obligations = tuple(sorted({o.value for d in decisions for o in d.obligations}))
         operation = next((op for op in ops if op.action), None)
+        # fail closed: the call is recorded (pending) before anything reaches the upstream
+        if not await self._write(record, intent=True):
+            record.intent_failed = True
+            record.outcome, record.reason = "error", "the audit log cannot record the call"
+            raise _Refusal(self._audit_refusal(ops, batch, protocol))
         headers = await self._upstream_headers(request, route, caller, operation, record)
         return await self._forward(request, route, rest, body, headers, record,
                                    redact=redact, tools_list=tools_list_ids, caller=caller)
+
+    def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
+        detail = "the call was refused because the audit log cannot record it"
+        if protocol == "http":
+            return _problem(503, "audit_unavailable", detail)
+        errors = [_rpc_error(op.id, UNAVAILABLE, detail) for op in ops if op.has_id]
+        if not errors:
+            return Response(status_code=503)
+        return _rpc_response(errors, batch, 503)
 
     def _split(self, request: Request) -> tuple[str, str, str]:
         """Protocol, route name and the rest of the path, taken from the raw request target
@@ -915,7 +934,9 @@ class Gateway:
         self._owners[agent] = (now, owner)
         return owner
 
-    async def _write(self, record: _Record) -> bool:
+    async def _write(self, record: _Record, *, intent: bool = False) -> bool:
+        """Append the request's record; with ``intent``, the ``pending`` record written
+        before the upstream is called (its sequence number goes into the outcome's)."""
         caller = record.caller
         who = Who()
         if caller is not None:
@@ -940,6 +961,8 @@ class Gateway:
             details["dlp_kinds"] = record.findings.as_dict()
         if caller is not None:
             details["token"] = caller.token_kind
+        if record.intent_seq is not None and not intent:
+            details["intent_seq"] = record.intent_seq
         operation = record.operations[0].split(" ")[0] if len(record.operations) == 1 else (
             "batch" if record.operations else record.method)
         event = AuditEvent(
@@ -948,12 +971,14 @@ class Gateway:
                       else None),
             decision=AuditDecision(effect=record.effect, policies=record.policies,
                                    reason=record.reason),
-            outcome=record.outcome, details={k: v for k, v in details.items()
-                                             if v is not None})
+            outcome="pending" if intent else record.outcome,
+            details={k: v for k, v in details.items() if v is not None})
         try:
-            await self._audit.append_async(event)
+            written = await self._audit.append_async(event)
         except AuditUnavailableError as exc:
             log.error("gateway request refused: the audit log is unavailable (%s)", exc)
             return False
+        if intent:
+            record.intent_seq = written.seq
         return True
 
