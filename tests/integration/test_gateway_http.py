@@ -182,3 +182,29 @@ def test_the_intent_is_recorded_before_the_call_and_the_outcome_after(
                                           kind=AuditKind.GATEWAY_DECISION)
     assert intent.body()["outcome"] == "pending" and outcome.body()["outcome"] == "success"
     assert outcome.body()["details"]["intent_seq"] == intent.seq
+
+
+def test_deep_json_is_a_parse_error_and_a_fault_is_a_clean_recorded_500(
+        world: GatewayWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    headers = {**world.headers("alice", "demo-json"), "Content-Type": "application/json"}
+    with httpx.Client(timeout=10) as client:
+        deep = client.post(f"{world.url}/mcp/demo-json", headers=headers,
+                           content=b"[" * 50000)
+        args = client.post(f"{world.url}/mcp/demo-json", headers=headers, content=(
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x",'
+            b'"arguments":{"a":' + b"[" * 5000 + b"]" * 5000 + b"}}}"))
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == -32700
+        assert args.status_code == 400 and args.json()["error"]["code"] == -32700
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(world.gateway, "_decide_all", broken)
+        head = world.audit.head()
+        answer = client.get(f"{world.url}/http/api/repos/x",
+                            headers=world.headers("alice", "api", "http"))
+    assert answer.status_code == 500 and answer.json()["code"] == "gateway_error"
+    assert "Traceback" not in answer.text and "a bug" not in answer.text
+    record = world.audit.records(after=head.seq if head else 0,
+                                 kind=AuditKind.GATEWAY_DECISION)[-1].body()
+    assert record["outcome"] == "error" and "RuntimeError" in record["decision"]["reason"]

@@ -390,6 +390,12 @@ class Gateway:
             record.outcome, record.reason = "error", str(exc)
             status = 503 if exc.code in ("gateway_unavailable", "unavailable") else 502
             response = _problem(status, exc.code, str(exc))
+        except Exception as exc:  # a fault of the gateway: recorded, answered cleanly
+            log.exception("gateway request failed")
+            record.outcome = "error"
+            record.reason = f"internal error: {type(exc).__name__}"
+            response = _problem(500, "gateway_error", "the gateway failed to handle this "
+                                "request; it was recorded")
         if isinstance(response, StreamingResponse):
             return response  # recorded when the stream ends
         record.status = response.status_code
@@ -806,7 +812,7 @@ class Gateway:
         return b"".join(chunks)
 
     def _blocked(self, data: bytes, exc: DlpBlockedError) -> Response:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             value = json.loads(data)
             if isinstance(value, dict) and "id" in value:
                 return JSONResponse(_rpc_error(value["id"], DENIED, str(exc)))
@@ -841,7 +847,7 @@ class Gateway:
     def _transform_json(self, data: bytes, scanner: DlpScanner | None, findings: Findings,
                         tools_list: set[str], caller: Caller) -> bytes:
         if tools_list:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 value = json.loads(data)
                 messages = value if isinstance(value, list) else [value]
                 if any([self._filter_tools(m, tools_list, caller) for m in messages]):
@@ -850,7 +856,7 @@ class Gateway:
             return data
         try:
             json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             text, found = scanner.scan_text(data.decode("utf-8", "surrogateescape"))
             findings.add(found)
             return text.encode("utf-8", "surrogateescape")
@@ -866,7 +872,7 @@ class Gateway:
                          if line.startswith("data:"))
         try:
             value = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return event
         if not self._filter_tools(value, tools_list, caller):
             return event
