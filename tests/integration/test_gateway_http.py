@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tabard.audit import AuditKind, AuditUnavailableError
-from tabard.gateway import UNAVAILABLE
+from tabard.gateway import DENIED, UNAVAILABLE
 from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
 from tests.integration.gateway_world import UPSTREAM_SECRET, GatewayWorld, build_world, serve
 
@@ -208,3 +208,18 @@ def test_deep_json_is_a_parse_error_and_a_fault_is_a_clean_recorded_500(
     record = world.audit.records(after=head.seq if head else 0,
                                  kind=AuditKind.GATEWAY_DECISION)[-1].body()
     assert record["outcome"] == "error" and "RuntimeError" in record["decision"]["reason"]
+
+
+def test_arguments_the_context_cannot_carry_are_denied_not_dropped(world: GatewayWorld) -> None:
+    headers = {**world.headers("alice", "demo-json"), "Accept":
+               "application/json, text/event-stream"}
+    before = len(world.json_upstream.seen)
+    with httpx.Client(timeout=10) as client:
+        for arguments, words in [({f"a{i}": i for i in range(65)}, "65 arguments"),
+                                 ({"repo": "x", "a=b": 1}, "cannot be decided"),
+                                 ({"repo": "x", "": 1}, "cannot be decided")]:
+            answer = client.post(f"{world.url}/mcp/demo-json", headers=headers, json={
+                "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                "params": {"name": "github.read_repo", "arguments": arguments}}).json()
+            assert answer["error"]["code"] == DENIED and words in answer["error"]["message"]
+    assert len(world.json_upstream.seen) == before

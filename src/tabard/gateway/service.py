@@ -255,6 +255,17 @@ _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 _PCT_REFUSED = frozenset({0x2F, 0x5C, 0x00, 0x3F, 0x23})  # / \\ NUL ? #
 
 
+def _arguments_problem(arguments: dict[str, Any]) -> str | None:
+    """Why these tool arguments cannot all go into the decision context, if they cannot."""
+    if len(arguments) > MAX_ARGUMENTS:
+        return (f"the call has {len(arguments)} arguments; at most {MAX_ARGUMENTS} can be "
+                "decided")
+    for key in arguments:
+        if not isinstance(key, str) or not key or "=" in key:
+            return f"the argument name {str(key)[:40]!r} cannot be decided (empty or has '=')"
+    return None
+
+
 def _connection_named(value: str | None) -> set[str]:
     """The header names a ``Connection`` header lists (hop-by-hop by declaration)."""
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
@@ -562,19 +573,21 @@ class Gateway:
         assert op.action is not None and op.resource_type is not None
         assert op.resource_id is not None
         arguments = frozenset(
-            f"{k}={v if isinstance(v, str) else _compact(v)}"
-            for k, v in list(op.arguments.items())[:MAX_ARGUMENTS] if isinstance(k, str) and k
-            and "=" not in k)
+            f"{k}={v if isinstance(v, str) else _compact(v)}" for k, v in op.arguments.items())
         return DecisionRequest(
             agent=caller.agent.spiffe_id, user=caller.user, action=op.action,
             resource=ResourceRef(op.resource_type, op.resource_id), chain=caller.hops,
             context=RequestContext(path=op.path, arguments=arguments))
 
     def decide(self, op: Operation, caller: Caller) -> Decision:
+        from tabard.policy import Effect
+        problem = _arguments_problem(op.arguments)
+        if problem is not None:  # never decide on fewer arguments than the call carries
+            return Decision(Effect.DENY, (), (f"the request cannot be decided: {problem}",),
+                            (), (), None, 0)
         try:
             return self._decider.decide(self._request(op, caller))
         except InvalidDecisionRequestError as exc:
-            from tabard.policy import Effect
             return Decision(Effect.DENY, (), (f"the request cannot be decided: {exc}",),
                             (), (), None, 0)
 
