@@ -53,6 +53,12 @@ async def echo(scope: Any, receive: Any, send: Any) -> None:
         out += [(b"set-cookie", b"session=upstream-secret"),
                 (b"x-upstream-auth", auth), (b"connection", b"x-hop"), (b"x-hop", b"1"),
                 (b"location", f"http://{up[0]}:{up[1]}/base/repos/next".encode())]
+    elif path.endswith("/sse"):
+        out = [(b"content-type", b"text/event-stream")]
+        body = b"data: fine\n\ndata: " + PLANTED + b"\n\ndata: never seen\n\n"
+    elif path.endswith("/vnd"):
+        out = [(b"content-type", b"application/vnd.demo+json")]
+        body = b'{"k": "\\u0041KIAIOSFODNN7EXAMPLE"}'
     elif path.endswith("/away"):
         status = 302
         out += [(b"location", b"http://169.254.169.254/?tok=" + auth)]
@@ -69,6 +75,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayWorld]:
                                upstream=upstream.url + "/base", dlp_profile="default",
                                credential=CredentialSpec(kind="static",
                                                          secret="demo-upstream-key")))
+        world.routes.put(Route(name="api-block", protocol=RouteProtocol.HTTP,
+                               upstream=upstream.url + "/base", dlp_profile="default",
+                               dlp_action="block"))
         yield world
 
 
@@ -223,3 +232,18 @@ def test_arguments_the_context_cannot_carry_are_denied_not_dropped(world: Gatewa
                 "params": {"name": "github.read_repo", "arguments": arguments}}).json()
             assert answer["error"]["code"] == DENIED and words in answer["error"]["message"]
     assert len(world.json_upstream.seen) == before
+
+
+def test_a_blocked_sse_stream_ends_with_an_error_event_and_plus_json_is_scanned_as_json(
+        world: GatewayWorld) -> None:
+    with httpx.Client(timeout=10) as client:
+        sse = client.get(f"{world.url}/http/api-block/repos/sse",
+                         headers=world.headers("alice", "api-block", "http"))
+        vnd = client.get(f"{world.url}/http/api/repos/vnd",
+                         headers=world.headers("alice", "api", "http"))
+    events = [e for e in sse.text.split("\n\n") if e]
+    assert events[0] == "data: fine" and "never seen" not in sse.text
+    assert "AKIAIOSFODNN7EXAMPLE" not in sse.text
+    last = json.loads(events[-1].split("data: ", 1)[1])
+    assert last["error"]["code"] == DENIED
+    assert vnd.json() == {"k": "[REDACTED:aws_access_key_id]"}

@@ -266,6 +266,11 @@ def _arguments_problem(arguments: dict[str, Any]) -> str | None:
     return None
 
 
+def _is_json(content_type: str) -> bool:
+    """JSON and any ``+json`` structured-syntax type (RFC 6839) get the JSON-aware scanner."""
+    return content_type in _JSON_TYPES or content_type.endswith("+json")
+
+
 def _connection_named(value: str | None) -> set[str]:
     """The header names a ``Connection`` header lists (hop-by-hop by declaration)."""
     return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
@@ -461,8 +466,10 @@ class Gateway:
             record.outcome, record.reason = "error", "the audit log cannot record the call"
             raise _Refusal(self._audit_refusal(ops, batch, protocol))
         headers = await self._upstream_headers(request, route, caller, operation, record)
+        ids = [op.id for op in ops if op.has_id]
         return await self._forward(request, route, rest, body, headers, record,
-                                   redact=redact, tools_list=tools_list_ids, caller=caller)
+                                   redact=redact, tools_list=tools_list_ids, caller=caller,
+                                   rpc_id=ids[0] if len(ids) == 1 and not batch else None)
 
     def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
         detail = "the call was refused because the audit log cannot record it"
@@ -712,7 +719,8 @@ class Gateway:
 
     async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
                        headers: dict[str, str], record: _Record, *, redact: bool,
-                       tools_list: set[str], caller: Caller) -> Response:
+                       tools_list: set[str], caller: Caller, rpc_id: Any = None
+                       ) -> Response:
         client = self._client()
         upstream = client.build_request(request.method, self._upstream_url(request, route,
                                                                           rest),
@@ -738,10 +746,10 @@ class Gateway:
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         record.status = response.status_code
         if content_type == "text/event-stream" or (
-                content_type not in _JSON_TYPES and not tools_list):
+                not _is_json(content_type) and not tools_list):
             return StreamingResponse(
                 self._stream(response, record, scanner, injected, tools_list, caller,
-                             sse=content_type == "text/event-stream"),
+                             sse=content_type == "text/event-stream", rpc_id=rpc_id),
                 status_code=response.status_code, headers=out_headers)
         try:
             data = await self._read_bounded(response)
@@ -895,7 +903,8 @@ class Gateway:
 
     async def _stream(self, response: httpx.Response, record: _Record,
                       scanner: DlpScanner | None, injected: list[str], tools_list: set[str],
-                      caller: Caller, *, sse: bool) -> AsyncIterator[bytes]:
+                      caller: Caller, *, sse: bool, rpc_id: Any = None
+                      ) -> AsyncIterator[bytes]:
         scrubber = _Scrubber(injected)
         sse_scanner = SseScanner(scanner) if (sse and scanner) else None
         raw_scanner = StreamScanner(scanner) if (scanner and not sse) else None
@@ -904,14 +913,16 @@ class Gateway:
             async for chunk in response.aiter_bytes():  # decoded: scanned as sent
                 if sse:
                     buffer += chunk
-                    out = []
-                    for event in _sse_events(buffer):
+                    for event in _sse_events(buffer):  # each event leaves once it is clean
                         event = self._transform_event(event, tools_list, caller)
-                        out.append(sse_scanner.feed(event) if sse_scanner else event)
+                        data = scrubber.feed(sse_scanner.feed(event) if sse_scanner
+                                             else event)
+                        if data:
+                            yield data
                     if len(buffer) > (1 << 20):
                         record.outcome, record.reason = "error", "an SSE event is too large"
                         return
-                    data = b"".join(out)
+                    continue
                 else:
                     data = raw_scanner.feed(chunk) if raw_scanner else chunk
                 data = scrubber.feed(data)
@@ -927,6 +938,9 @@ class Gateway:
                 yield tail
         except DlpBlockedError as exc:
             record.outcome, record.reason = "denied", str(exc)
+            if sse:  # the client reads why the stream ends, as a JSON-RPC error event
+                error = _rpc_error(rpc_id, DENIED, str(exc))
+                yield b"event: message\ndata: " + json.dumps(error).encode() + b"\n\n"
         except httpx.HTTPError as exc:
             record.outcome, record.reason = "error", f"upstream stream broke: {type(exc).__name__}"
         finally:
