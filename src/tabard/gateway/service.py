@@ -266,6 +266,22 @@ def _arguments_problem(arguments: dict[str, Any]) -> str | None:
     return None
 
 
+def _shown_arguments(arguments: dict[str, Any]) -> str:
+    """The call's arguments as an approver reads them: names and values, each value cut to
+    80 characters, the whole to 1500, and secrets or personal data redacted by the default
+    DLP profile (whatever the route's action, nothing here is blocked)."""
+    if not arguments:
+        return ""
+    parts = []
+    for key, value in list(arguments.items())[:MAX_ARGUMENTS]:
+        text = value if isinstance(value, str) else _compact(value)
+        parts.append(f"{str(key)[:40]}={text[:80]}{'...' if len(text) > 80 else ''}")
+    base = PROFILES["default"]
+    scanner = DlpScanner(DlpProfile(base.name, action=DlpAction.REDACT, kinds=base.kinds))
+    shown, _ = scanner.scan_text("; ".join(parts))
+    return f" with arguments: {shown[:1500]}"
+
+
 def _is_json(content_type: str) -> bool:
     """JSON and any ``+json`` structured-syntax type (RFC 6839) get the JSON-aware scanner."""
     return content_type in _JSON_TYPES or content_type.endswith("+json")
@@ -656,7 +672,8 @@ class Gateway:
             self._approvals.request, agent=caller.agent.agent,
             instance=caller.agent.spiffe_id, user=caller.user, action=str(op.action),
             resource=str(op.resource), route=route.name,
-            reason=f"{op.action} {op.resource_id} on route {route.name}",
+            reason=f"{op.action} {op.resource_id} on route {route.name}"
+            + _shown_arguments(op.arguments),
             timeout=timedelta(seconds=route.approval_timeout))
         record.approval_id = approval.id
         deadline = time.monotonic() + route.approval_timeout
