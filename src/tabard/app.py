@@ -479,7 +479,8 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
                         agents=agents, oauth=oauth, policies=policies, vault=vault,
                         audit=audit, kill=kill,
                         routes=build_routes(settings, db, clock, vault.secrets),
-                        approvals=build_approvals(db, clock, directory.people, audit))
+                        approvals=build_approvals(db, clock, directory.people, audit,
+                                                  _agent_owner(agents.agents)))
 
 
 async def _rotation_loop(plane: ControlPlane) -> None:
@@ -813,7 +814,8 @@ class _AuditedApprovals:
                      "action": approval.action, "resource": approval.resource,
                      "reason": approval.reason, "approver": approval.decided_by,
                      "decision_reason": approval.decision_reason,
-                     "expires_at": approval.expires_at.isoformat()}))
+                     "expires_at": approval.expires_at.isoformat(),
+                     "admin_token": approval.decided_via}))
 
     def approval_requested(self, approval: Approval) -> None:
         self._append(approval, "approval.request", "tabard", Outcome.PENDING)
@@ -939,9 +941,22 @@ def build_routes(settings: Settings, db: Database, clock: Clock,
 
 
 def build_approvals(db: Database, clock: Clock, people: DirectoryService,
-                    audit: AuditLog | None) -> ApprovalService:
+                    audit: AuditLog | None,
+                    owner_of: Callable[[str], str | None] | None = None) -> ApprovalService:
     return ApprovalService(SqlApprovalStore(db), _DirectoryApprovers(people), clock,
-                           recorder=_AuditedApprovals(audit) if audit is not None else None)
+                           recorder=_AuditedApprovals(audit) if audit is not None else None,
+                           owner_of=owner_of)
+
+
+def _agent_owner(agents: AgentService) -> Callable[[str], str | None]:
+    """The owner of an agent definition, None when there is no such agent."""
+    def owner_of(name: str) -> str | None:
+        try:
+            return agents.get(name).owner
+        except NotFound:
+            return None
+    return owner_of
+
 
 
 def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: SignalHub, *,

@@ -24,6 +24,7 @@ class CredentialSpec:
     token_url: str | None = None
     scopes: Mapping[str, str] = field(default_factory=dict)
     audience: str | None = None
+    client_id_secret: str | None = None
 
 
 class RouteProtocol(StrEnum):

@@ -145,6 +145,7 @@ def test_approval_gated_call_waits_then_succeeds_when_approved(world: GatewayWor
         for _ in range(200):
             pending = [a for a in world.approvals.pending() if a.route == "demo-tools"]
             if pending:
+                assert pending[0].reason.endswith("with arguments: service=api")
                 world.approvals.decide(pending[0].id, approver="bob", approve=True)
                 return
             await asyncio.sleep(0.05)
@@ -160,11 +161,15 @@ def test_approval_gated_call_waits_then_succeeds_when_approved(world: GatewayWor
 
 def test_approval_gated_call_is_denied_on_timeout(world: GatewayWorld) -> None:
     async def work(session: ClientSession) -> Any:
-        return await session.call_tool("deploy.trigger", {"service": "api"})
+        return await session.call_tool("deploy.trigger",
+                                       {"service": "api", "note": "AKIAIOSFODNN7EXAMPLE"})
 
     with pytest.raises(MCPError) as caught:
         run(world, "alice", work, route="demo-short")
     assert "no approver decided" in caught.value.error.message
+    held = [a for a in world.approvals._items.values() if a.route == "demo-short"][-1]
+    assert "service=api" in held.reason and "AKIAIOSFODNN7EXAMPLE" not in held.reason
+    assert "note=[REDACTED:aws_access_key_id]" in held.reason
 
 
 def _post(world: GatewayWorld, path: str, content: bytes, headers: dict[str, str]
@@ -223,7 +228,8 @@ def test_one_audit_record_per_request_with_lease_and_findings_never_the_secret(
     records = [r for r in world.audit.records(after=after, limit=100)
                if r.body()["kind"] == "gateway_decision"]
     bodies = [r.body() for r in records]
-    call = next(b for b in bodies if b["what"]["operation"] == "tools/call")
+    call = next(b for b in bodies if b["what"]["operation"] == "tools/call"
+                and b["outcome"] != "pending")
     assert call["who"]["user"] == "alice" and call["who"]["owner"] == "carol"
     assert call["who"]["chain"][0] == "alice" and call["who"]["instance"] == "7"
     assert call["decision"]["effect"] == "allow"

@@ -17,11 +17,12 @@ from tabard.gateway.ports import (
     RouteView,
     TokenVerifier,
 )
-from tabard.gateway.service import DENIED, Gateway, GatewayConfig
+from tabard.gateway.service import DENIED, UNAVAILABLE, Gateway, GatewayConfig
 
 __all__ = [
     "AGENT_TOKEN_HEADER",
     "DENIED",
+    "UNAVAILABLE",
     "AgentIdentity",
     "ApprovalSource",
     "ApprovalView",

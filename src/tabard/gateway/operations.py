@@ -81,8 +81,9 @@ def parse_jsonrpc(body: bytes) -> tuple[list[dict[str, Any]], bool]:
     """The messages of a JSON-RPC body and whether it was a batch."""
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise JsonRpcParseError(PARSE_ERROR, "Parse error: the body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise JsonRpcParseError(PARSE_ERROR, "Parse error: the body is not JSON (or nested "
+                                "too deeply)") from None
     batch = isinstance(value, list)
     messages = value if batch else [value]
     if not messages or len(messages) > _MAX_BATCH:

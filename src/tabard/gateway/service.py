@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import logging
 import re
@@ -91,16 +92,23 @@ from tabard.policy.errors import InvalidDecisionRequestError
 from tabard.spiffe import Bundle
 from tabard.vault import CredentialContext
 
-__all__ = ["DENIED", "Gateway", "GatewayConfig", "public_reason"]
+__all__ = ["DENIED", "UNAVAILABLE", "Gateway", "GatewayConfig", "public_reason"]
 
 log = logging.getLogger("tabard.gateway")
 
 DENIED = -32003  # the JSON-RPC error code of a refusal by policy (implementation-defined)
+UNAVAILABLE = -32004  # the call was not made: the audit log cannot record it
 _AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailer", "transfer-encoding",
-                         "upgrade", "host", "content-length"})
+                         "upgrade", "host", "content-length", "proxy-connection"})
+# never taken from the agent: the gateway sets its own X-Forwarded-For/-Proto/-Host
+_FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-proto",
+                         "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
+                         "x-forwarded-server", "x-forwarded-user"})
 _STRIPPED = frozenset({"authorization", "cookie", AGENT_TOKEN_HEADER})
+# what httpx decodes itself (aiter_bytes); anything else would pass the scanners unread
+_DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -139,6 +147,24 @@ class _Record:
     status: int = 0
     outcome: str = "denied"
     method: str = ""
+    intent_seq: int | None = None
+    intent_failed: bool = False
+
+
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """A cookie policy that neither keeps nor sends any cookie."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: Any) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: Any) -> bool:
+        return False
 
 
 class _Refusal(Exception):
@@ -225,6 +251,74 @@ def _sse_events(buffer: bytearray) -> list[bytes]:
         del buffer[:size]
 
 
+_PCT = re.compile(r"%([0-9A-Fa-f]{2})")
+_PCT_REFUSED = frozenset({0x2F, 0x5C, 0x00, 0x3F, 0x23})  # / \\ NUL ? #
+
+
+def _arguments_problem(arguments: dict[str, Any]) -> str | None:
+    """Why these tool arguments cannot all go into the decision context, if they cannot."""
+    if len(arguments) > MAX_ARGUMENTS:
+        return (f"the call has {len(arguments)} arguments; at most {MAX_ARGUMENTS} can be "
+                "decided")
+    for key in arguments:
+        if not isinstance(key, str) or not key or "=" in key:
+            return f"the argument name {str(key)[:40]!r} cannot be decided (empty or has '=')"
+    return None
+
+
+def _shown_arguments(arguments: dict[str, Any]) -> str:
+    """The call's arguments as an approver reads them: names and values, each value cut to
+    80 characters, the whole to 1500, and secrets or personal data redacted by the default
+    DLP profile (whatever the route's action, nothing here is blocked)."""
+    if not arguments:
+        return ""
+    parts = []
+    for key, value in list(arguments.items())[:MAX_ARGUMENTS]:
+        text = value if isinstance(value, str) else _compact(value)
+        parts.append(f"{str(key)[:40]}={text[:80]}{'...' if len(text) > 80 else ''}")
+    base = PROFILES["default"]
+    scanner = DlpScanner(DlpProfile(base.name, action=DlpAction.REDACT, kinds=base.kinds))
+    shown, _ = scanner.scan_text("; ".join(parts))
+    return f" with arguments: {shown[:1500]}"
+
+
+def _is_json(content_type: str) -> bool:
+    """JSON and any ``+json`` structured-syntax type (RFC 6839) get the JSON-aware scanner."""
+    return content_type in _JSON_TYPES or content_type.endswith("+json")
+
+
+def _connection_named(value: str | None) -> set[str]:
+    """The header names a ``Connection`` header lists (hop-by-hop by declaration)."""
+    return {t.strip().lower() for t in (value or "").split(",") if t.strip()}
+
+
+def _bad_path(detail: str) -> _Refusal:
+    return _Refusal(_problem(400, "invalid_path", detail))
+
+
+def _safe_rest(rest: str) -> str:
+    """The path after the route name, checked so that what policy decides is what the
+    upstream receives: printable ASCII only; no ``.``/``..`` segment, literal or
+    percent-encoded; no percent-encoded ``/``, ``\\``, NUL, ``?``, ``#`` or control
+    character, no malformed escape, no literal ``\\``; runs of ``/`` collapse to one."""
+    if any(not 0x21 <= ord(c) <= 0x7E for c in rest):
+        raise _bad_path("the path holds a character that is not printable ASCII")
+    if "\\" in rest:
+        raise _bad_path("the path holds a backslash")
+    if "%" in _PCT.sub("", rest):
+        raise _bad_path("the path holds a malformed percent escape")
+    for escape in _PCT.findall(rest):
+        code = int(escape, 16)
+        if code in _PCT_REFUSED or code < 0x20 or code == 0x7F:
+            raise _bad_path(f"the path holds the encoded character %{escape}, which is "
+                            "refused")
+    rest = re.sub(r"/{2,}", "/", rest)
+    for segment in rest.split("/"):
+        if _PCT.sub(lambda m: chr(int(m.group(1), 16)), segment) in (".", ".."):
+            raise _bad_path("the path holds a '.' or '..' segment")
+    return rest
+
+
 class Gateway:
     """The ASGI application (module docstring). ``refresh`` (e.g.
     :meth:`tabard.policy.PolicyService.refresh`) loads a policy epoch another process
@@ -303,8 +397,10 @@ class Gateway:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
+            # no cookie jar: an upstream's Set-Cookie must never reach another caller
             self._http = httpx.AsyncClient(
                 transport=self._transport, follow_redirects=False,
+                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
         return self._http
 
@@ -326,16 +422,24 @@ class Gateway:
             record.outcome, record.reason = "error", str(exc)
             status = 503 if exc.code in ("gateway_unavailable", "unavailable") else 502
             response = _problem(status, exc.code, str(exc))
+        except Exception as exc:  # a fault of the gateway: recorded, answered cleanly
+            log.exception("gateway request failed")
+            record.outcome = "error"
+            record.reason = f"internal error: {type(exc).__name__}"
+            response = _problem(500, "gateway_error", "the gateway failed to handle this "
+                                "request; it was recorded")
         if isinstance(response, StreamingResponse):
             return response  # recorded when the stream ends
         record.status = response.status_code
         if not await self._write(record):
+            if record.intent_failed:
+                return response
             return _problem(503, "audit_unavailable", "the request was refused because the "
                             "audit log cannot record it")
         return response
 
     async def _handle(self, request: Request, record: _Record) -> Response:
-        protocol, name, rest = self._split(request.url.path)
+        protocol, name, rest = self._split(request)
         record.protocol, record.route = protocol, name
         route = await self._route(protocol, name)
         caller = await self._authenticate(request, route)
@@ -372,17 +476,38 @@ class Gateway:
             o for d in decisions for o in d.obligations}
         record.obligations = tuple(sorted({o.value for d in decisions for o in d.obligations}))
         operation = next((op for op in ops if op.action), None)
+        # fail closed: the call is recorded (pending) before anything reaches the upstream
+        if not await self._write(record, intent=True):
+            record.intent_failed = True
+            record.outcome, record.reason = "error", "the audit log cannot record the call"
+            raise _Refusal(self._audit_refusal(ops, batch, protocol))
         headers = await self._upstream_headers(request, route, caller, operation, record)
+        ids = [op.id for op in ops if op.has_id]
         return await self._forward(request, route, rest, body, headers, record,
-                                   redact=redact, tools_list=tools_list_ids, caller=caller)
+                                   redact=redact, tools_list=tools_list_ids, caller=caller,
+                                   rpc_id=ids[0] if len(ids) == 1 and not batch else None)
 
-    def _split(self, path: str) -> tuple[str, str, str]:
+    def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
+        detail = "the call was refused because the audit log cannot record it"
+        if protocol == "http":
+            return _problem(503, "audit_unavailable", detail)
+        errors = [_rpc_error(op.id, UNAVAILABLE, detail) for op in ops if op.has_id]
+        if not errors:
+            return Response(status_code=503)
+        return _rpc_response(errors, batch, 503)
+
+    def _split(self, request: Request) -> tuple[str, str, str]:
+        """Protocol, route name and the rest of the path, taken from the raw request target
+        (what the client sent, before any decoding). The rest is what is decided and what is
+        forwarded, byte for byte; see :func:`_safe_rest` for what is refused."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        path = raw.decode("latin-1")
         parts = path.split("/", 3)
         if len(parts) < 3 or parts[1] not in ("mcp", "a2a", "http") or not parts[2]:
             raise _Refusal(_problem(404, "unknown_route",
-                                    f"{path} is not a gateway route (/mcp/<name>, "
+                                    f"{path[:200]} is not a gateway route (/mcp/<name>, "
                                     "/a2a/<name>, /http/<name>/...)"))
-        rest = "/" + parts[3] if len(parts) == 4 else ""
+        rest = _safe_rest("/" + parts[3]) if len(parts) == 4 else ""
         return parts[1], parts[2], rest
 
     # --- routes, caller, body -------------------------------------------------------------
@@ -471,19 +596,21 @@ class Gateway:
         assert op.action is not None and op.resource_type is not None
         assert op.resource_id is not None
         arguments = frozenset(
-            f"{k}={v if isinstance(v, str) else _compact(v)}"
-            for k, v in list(op.arguments.items())[:MAX_ARGUMENTS] if isinstance(k, str) and k
-            and "=" not in k)
+            f"{k}={v if isinstance(v, str) else _compact(v)}" for k, v in op.arguments.items())
         return DecisionRequest(
             agent=caller.agent.spiffe_id, user=caller.user, action=op.action,
             resource=ResourceRef(op.resource_type, op.resource_id), chain=caller.hops,
             context=RequestContext(path=op.path, arguments=arguments))
 
     def decide(self, op: Operation, caller: Caller) -> Decision:
+        from tabard.policy import Effect
+        problem = _arguments_problem(op.arguments)
+        if problem is not None:  # never decide on fewer arguments than the call carries
+            return Decision(Effect.DENY, (), (f"the request cannot be decided: {problem}",),
+                            (), (), None, 0)
         try:
             return self._decider.decide(self._request(op, caller))
         except InvalidDecisionRequestError as exc:
-            from tabard.policy import Effect
             return Decision(Effect.DENY, (), (f"the request cannot be decided: {exc}",),
                             (), (), None, 0)
 
@@ -545,7 +672,8 @@ class Gateway:
             self._approvals.request, agent=caller.agent.agent,
             instance=caller.agent.spiffe_id, user=caller.user, action=str(op.action),
             resource=str(op.resource), route=route.name,
-            reason=f"{op.action} {op.resource_id} on route {route.name}",
+            reason=f"{op.action} {op.resource_id} on route {route.name}"
+            + _shown_arguments(op.arguments),
             timeout=timedelta(seconds=route.approval_timeout))
         record.approval_id = approval.id
         deadline = time.monotonic() + route.approval_timeout
@@ -570,8 +698,17 @@ class Gateway:
     async def _upstream_headers(self, request: Request, route: RouteView, caller: Caller,
                                 op: Operation | None, record: _Record) -> dict[str, str]:
         stripped = _STRIPPED | {h.lower() for h in route.strip_headers}
+        stripped |= _connection_named(request.headers.get("connection"))
         headers = {k: v for k, v in request.headers.items()
-                   if k not in _HOP_BY_HOP and k not in stripped}
+                   if k not in _HOP_BY_HOP and k not in stripped and k not in _FORWARDING
+                   and not k.startswith("x-forwarded-")}
+        if request.client is not None:
+            headers["x-forwarded-for"] = request.client.host
+        headers["x-forwarded-proto"] = request.url.scheme
+        if "host" in request.headers:
+            headers["x-forwarded-host"] = request.headers["host"]
+        # answers are scanned and scrubbed, so they must come uncompressed
+        headers["accept-encoding"] = "identity"
         provider = self._credentials.provider(route, await self._routes_version())
         if provider is None:
             return headers
@@ -599,12 +736,12 @@ class Gateway:
 
     async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
                        headers: dict[str, str], record: _Record, *, redact: bool,
-                       tools_list: set[str], caller: Caller) -> Response:
-        url = route.upstream.rstrip("/") + rest if rest else route.upstream
-        if request.url.query:
-            url += "?" + request.url.query
+                       tools_list: set[str], caller: Caller, rpc_id: Any = None
+                       ) -> Response:
         client = self._client()
-        upstream = client.build_request(request.method, url, headers=headers, content=body,
+        upstream = client.build_request(request.method, self._upstream_url(request, route,
+                                                                          rest),
+                                        headers=headers, content=body,
                                         timeout=httpx.Timeout(route.timeout))
         try:
             response = await client.send(upstream, stream=True)
@@ -614,16 +751,22 @@ class Gateway:
                                     f"the upstream of route {route.name!r} did not answer")
                            ) from None
         injected: list[str] = getattr(request.state, "injected", [])
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if encoding not in _DECODABLE:
+            await response.aclose()
+            record.outcome, record.reason = "error", f"upstream content-encoding {encoding!r}"
+            raise _Refusal(_problem(502, "upstream_encoding_unsupported",
+                                    f"the upstream of route {route.name!r} answered with "
+                                    "a content encoding the gateway cannot inspect"))
         scanner = self._scanner(route) if redact else None
-        out_headers = {k: v for k, v in response.headers.items()
-                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-encoding"}
+        out_headers = self._response_headers(response, route, injected)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         record.status = response.status_code
         if content_type == "text/event-stream" or (
-                content_type not in _JSON_TYPES and not tools_list):
+                not _is_json(content_type) and not tools_list):
             return StreamingResponse(
                 self._stream(response, record, scanner, injected, tools_list, caller,
-                             sse=content_type == "text/event-stream"),
+                             sse=content_type == "text/event-stream", rpc_id=rpc_id),
                 status_code=response.status_code, headers=out_headers)
         try:
             data = await self._read_bounded(response)
@@ -641,6 +784,62 @@ class Gateway:
         data = _Scrubber(injected).scrub(data)
         return Response(data, status_code=response.status_code, headers=out_headers)
 
+    def _response_headers(self, response: httpx.Response, route: RouteView,
+                          injected: list[str]) -> dict[str, str]:
+        """The upstream's headers an agent may see: no hop-by-hop header nor one named in
+        ``Connection``, no ``Set-Cookie``, no ``Content-Encoding`` (bodies are decoded),
+        ``Location`` only when it points into the route's upstream (rewritten to the
+        gateway), and any injected credential value blanked in every value."""
+        dropped = _HOP_BY_HOP | {"set-cookie", "set-cookie2", "content-encoding"}
+        dropped |= _connection_named(response.headers.get("connection"))
+        scrubber = _Scrubber(injected)
+        out: dict[str, str] = {}
+        for key, value in response.headers.items():
+            key = key.lower()
+            if key in dropped:
+                continue
+            if key == "location":
+                rewritten = self._location(value, response.request.url, route)
+                if rewritten is None:
+                    continue
+                value = rewritten
+            out[key] = scrubber.scrub(value.encode("latin-1", "replace")).decode("latin-1")
+        return out
+
+    def _location(self, location: str, sent: httpx.URL, route: RouteView) -> str | None:
+        """``location`` as the gateway's URL of the same resource, or None when it points
+        anywhere but under the route's upstream."""
+        try:
+            target = sent.join(location)
+            base = httpx.URL(route.upstream)
+        except (httpx.InvalidURL, ValueError):
+            return None
+        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        path = target.raw_path
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            return None
+        if not (path == prefix or path.startswith(prefix + b"/") or path.startswith(
+                prefix + b"?")):
+            return None
+        rest = path[len(prefix):].decode("ascii")
+        return f"{self.config.base_url}/{route.protocol}/{route.name}{rest}"
+
+    def _upstream_url(self, request: Request, route: RouteView, rest: str) -> httpx.URL:
+        """The route's upstream with exactly the decided path and the raw query appended;
+        anything httpx would change in it is refused rather than forwarded."""
+        base = httpx.URL(route.upstream)
+        path = base.raw_path.split(b"?", 1)[0].decode("ascii")
+        path = path.rstrip("/") + rest if rest else path
+        query = request.scope.get("query_string") or b""
+        target = path.encode("ascii") + (b"?" + query if query else b"")
+        try:
+            url = base.copy_with(raw_path=target)
+        except httpx.InvalidURL:
+            raise _bad_path("the request target cannot be forwarded as sent") from None
+        if url.raw_path != target:
+            raise _bad_path("the request target cannot be forwarded as sent")
+        return url
+
     async def _read_bounded(self, response: httpx.Response) -> bytes | None:
         chunks, size = [], 0
         async for chunk in response.aiter_bytes():
@@ -651,7 +850,7 @@ class Gateway:
         return b"".join(chunks)
 
     def _blocked(self, data: bytes, exc: DlpBlockedError) -> Response:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             value = json.loads(data)
             if isinstance(value, dict) and "id" in value:
                 return JSONResponse(_rpc_error(value["id"], DENIED, str(exc)))
@@ -686,7 +885,7 @@ class Gateway:
     def _transform_json(self, data: bytes, scanner: DlpScanner | None, findings: Findings,
                         tools_list: set[str], caller: Caller) -> bytes:
         if tools_list:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 value = json.loads(data)
                 messages = value if isinstance(value, list) else [value]
                 if any([self._filter_tools(m, tools_list, caller) for m in messages]):
@@ -695,7 +894,7 @@ class Gateway:
             return data
         try:
             json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             text, found = scanner.scan_text(data.decode("utf-8", "surrogateescape"))
             findings.add(found)
             return text.encode("utf-8", "surrogateescape")
@@ -711,7 +910,7 @@ class Gateway:
                          if line.startswith("data:"))
         try:
             value = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             return event
         if not self._filter_tools(value, tools_list, caller):
             return event
@@ -721,23 +920,26 @@ class Gateway:
 
     async def _stream(self, response: httpx.Response, record: _Record,
                       scanner: DlpScanner | None, injected: list[str], tools_list: set[str],
-                      caller: Caller, *, sse: bool) -> AsyncIterator[bytes]:
+                      caller: Caller, *, sse: bool, rpc_id: Any = None
+                      ) -> AsyncIterator[bytes]:
         scrubber = _Scrubber(injected)
         sse_scanner = SseScanner(scanner) if (sse and scanner) else None
         raw_scanner = StreamScanner(scanner) if (scanner and not sse) else None
         buffer = bytearray()
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # decoded: scanned as sent
                 if sse:
                     buffer += chunk
-                    out = []
-                    for event in _sse_events(buffer):
+                    for event in _sse_events(buffer):  # each event leaves once it is clean
                         event = self._transform_event(event, tools_list, caller)
-                        out.append(sse_scanner.feed(event) if sse_scanner else event)
+                        data = scrubber.feed(sse_scanner.feed(event) if sse_scanner
+                                             else event)
+                        if data:
+                            yield data
                     if len(buffer) > (1 << 20):
                         record.outcome, record.reason = "error", "an SSE event is too large"
                         return
-                    data = b"".join(out)
+                    continue
                 else:
                     data = raw_scanner.feed(chunk) if raw_scanner else chunk
                 data = scrubber.feed(data)
@@ -753,6 +955,9 @@ class Gateway:
                 yield tail
         except DlpBlockedError as exc:
             record.outcome, record.reason = "denied", str(exc)
+            if sse:  # the client reads why the stream ends, as a JSON-RPC error event
+                error = _rpc_error(rpc_id, DENIED, str(exc))
+                yield b"event: message\ndata: " + json.dumps(error).encode() + b"\n\n"
         except httpx.HTTPError as exc:
             record.outcome, record.reason = "error", f"upstream stream broke: {type(exc).__name__}"
         finally:
@@ -779,7 +984,9 @@ class Gateway:
         self._owners[agent] = (now, owner)
         return owner
 
-    async def _write(self, record: _Record) -> bool:
+    async def _write(self, record: _Record, *, intent: bool = False) -> bool:
+        """Append the request's record; with ``intent``, the ``pending`` record written
+        before the upstream is called (its sequence number goes into the outcome's)."""
         caller = record.caller
         who = Who()
         if caller is not None:
@@ -804,6 +1011,8 @@ class Gateway:
             details["dlp_kinds"] = record.findings.as_dict()
         if caller is not None:
             details["token"] = caller.token_kind
+        if record.intent_seq is not None and not intent:
+            details["intent_seq"] = record.intent_seq
         operation = record.operations[0].split(" ")[0] if len(record.operations) == 1 else (
             "batch" if record.operations else record.method)
         event = AuditEvent(
@@ -812,12 +1021,14 @@ class Gateway:
                       else None),
             decision=AuditDecision(effect=record.effect, policies=record.policies,
                                    reason=record.reason),
-            outcome=record.outcome, details={k: v for k, v in details.items()
-                                             if v is not None})
+            outcome="pending" if intent else record.outcome,
+            details={k: v for k, v in details.items() if v is not None})
         try:
-            await self._audit.append_async(event)
+            written = await self._audit.append_async(event)
         except AuditUnavailableError as exc:
             log.error("gateway request refused: the audit log is unavailable (%s)", exc)
             return False
+        if intent:
+            record.intent_seq = written.seq
         return True
 

@@ -5,7 +5,8 @@ The gateway holds a call whose decision carries ``require_approval`` and files a
 (``tabard approvals``, ``/api/v1/approvals``) before ``expires_at``, or it expires and the
 call is denied. Rules: the approver is an active person holding the ``approver`` role in
 the directory (:class:`ApproverDirectory`, filled in ``tabard.app``) and is not the user the
-call is made for (four eyes); only a pending approval can be decided, once — the store's
+call is made for — or, when the agent acts as principal (no user), not the agent's owner
+(four eyes, through ``owner_of``); only a pending approval can be decided, once — the store's
 conditional update makes a second decision, on any replica, a :class:`ApprovalDecidedError`.
 Every request and decision goes to :class:`ApprovalRecorder` (the audit log).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -92,6 +93,8 @@ class Approval:
     decided_by: str | None
     decided_at: datetime | None
     decision_reason: str = ""
+    decided_via: str | None = None
+    """The admin token the decision came through (recorded in the audit log, not stored)."""
 
     def as_of(self, now: datetime) -> Approval:
         """A pending approval past ``expires_at`` reads as expired."""
@@ -148,9 +151,11 @@ def _text(value: str, what: str, *, required: bool = True) -> str:
 
 class ApprovalService:
     def __init__(self, store: ApprovalStore, approvers: ApproverDirectory, clock: Clock, *,
-                 recorder: ApprovalRecorder | None = None) -> None:
+                 recorder: ApprovalRecorder | None = None,
+                 owner_of: Callable[[str], str | None] | None = None) -> None:
         self._store, self._approvers, self._clock = store, approvers, clock
         self._recorder = recorder
+        self._owner_of = owner_of
 
     def request(self, *, agent: str, instance: str, user: str | None, action: str,
                 resource: str, route: str, reason: str, timeout: timedelta) -> Approval:
@@ -180,14 +185,17 @@ class ApprovalService:
         seen = [a.as_of(now) for a in self._store.list()]
         return seen if state is None else [a for a in seen if a.state is state]
 
-    def approve(self, approval_id: str, *, approver: str, reason: str = "") -> Approval:
-        return self._decide(approval_id, ApprovalState.APPROVED, approver, reason)
+    def approve(self, approval_id: str, *, approver: str, reason: str = "",
+                via: str | None = None) -> Approval:
+        """``via``: the admin token the decision came through, for the record."""
+        return self._decide(approval_id, ApprovalState.APPROVED, approver, reason, via)
 
-    def deny(self, approval_id: str, *, approver: str, reason: str = "") -> Approval:
-        return self._decide(approval_id, ApprovalState.DENIED, approver, reason)
+    def deny(self, approval_id: str, *, approver: str, reason: str = "",
+             via: str | None = None) -> Approval:
+        return self._decide(approval_id, ApprovalState.DENIED, approver, reason, via)
 
     def _decide(self, approval_id: str, state: ApprovalState, approver: str,
-                reason: str) -> Approval:
+                reason: str, via: str | None) -> Approval:
         reason = _text(reason, "reason", required=False)
         current = self.get(approval_id)
         if current.state is not ApprovalState.PENDING:
@@ -196,9 +204,17 @@ class ApprovalService:
         if current.user is not None and person.user_name.casefold() == current.user.casefold():
             raise ApprovalFourEyesError(
                 f"{person.user_name!r} cannot approve a call made for themselves")
+        if current.user is None:  # the agent acts as principal: its owner is the requester
+            if self._owner_of is None:
+                raise ApprovalFourEyesError("a call without a user needs the agent's owner to "
+                                            "check four eyes, and none can be looked up")
+            owner = self._owner_of(current.agent)
+            if owner is not None and person.user_name.casefold() == owner.casefold():
+                raise ApprovalFourEyesError(f"{person.user_name!r} owns agent "
+                                            f"{current.agent!r} and cannot approve its call")
         now = self._clock.now()
         decided = replace(current, state=state, decided_by=person.user_name, decided_at=now,
-                          decision_reason=reason)
+                          decision_reason=reason, decided_via=via)
         if self._recorder is not None:  # fail closed: no record, no decision
             self._recorder.approval_decided(decided)
         if not self._store.decide(approval_id, state=state, decided_by=person.user_name,

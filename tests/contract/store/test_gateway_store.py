@@ -201,3 +201,25 @@ def test_a_decision_is_made_once_across_services(db: Database, clock: FakeClock)
     with pytest.raises(ApprovalDecidedError):
         two.approve(approval, approver="bob")
     assert one.get(approval).decided_by == "alice"
+
+
+def test_an_agent_as_principal_call_is_not_approved_by_the_agents_owner(
+        db: Database, clock: FakeClock) -> None:
+    decided: list[object] = []
+
+    class Recorder(_Recorder):
+        def approval_decided(self, approval: object) -> None:
+            decided.append(approval)
+
+    owners = {"assistant": "bob"}
+    service = ApprovalService(SqlApprovalStore(db), _Directory(), clock, recorder=Recorder(),
+                              owner_of=owners.get)
+    approval = _request(service, user=None)
+    with pytest.raises(ApprovalFourEyesError):
+        service.approve(approval, approver="bob")  # the owner stands in for the user
+    approved = service.approve(approval, approver="alice", via="tok-123")
+    assert approved.decided_by == "alice" and approved.decided_via == "tok-123"
+    assert decided == [approved]  # the recorder sees the admin token behind the decision
+    unchecked = ApprovalService(SqlApprovalStore(db), _Directory(), clock)
+    with pytest.raises(ApprovalFourEyesError):  # no owner lookup: fail closed
+        unchecked.approve(_request(unchecked, user=None), approver="alice")

@@ -165,11 +165,13 @@ def show_approval(approval_id: str, services: Services, admin: Admin) -> Approva
                        "approver role, not the requesting user)")
 def approve(approval_id: str, body: Decide, services: Services, admin: Admin) -> ApprovalView:
     return ApprovalView.of(_approvals(services).approve(approval_id, approver=body.approver,
-                                                        reason=body.reason))
+                                                        reason=body.reason,
+                                                        via=admin.token_id))
 
 
 @approvals_router.post("/{approval_id}/deny", response_model=ApprovalView,
                        summary="Deny a held call")
 def deny(approval_id: str, body: Decide, services: Services, admin: Admin) -> ApprovalView:
     return ApprovalView.of(_approvals(services).deny(approval_id, approver=body.approver,
-                                                     reason=body.reason))
+                                                     reason=body.reason,
+                                                     via=admin.token_id))
