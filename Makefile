@@ -28,7 +28,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## Measure the performance budgets; rewrites bench/RESULTS.md.
+## Measure the performance budgets; writes each suite's section of bench/RESULTS.md.
 bench: venv
 	$(BIN)/python -m bench
 

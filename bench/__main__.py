@@ -1,4 +1,5 @@
-"""``make bench``: run the benchmarks, print each figure beside its baseline, rewrite RESULTS.md.
+"""``make bench``: run the benchmarks, print each figure beside its baseline, and write each
+suite's section of RESULTS.md (the sections of suites that did not run are kept).
 
 Usage: python -m bench [NAME ...]   (names: see SUITES; default all)
 """
@@ -43,15 +44,22 @@ def _verdict(fig: Figure) -> str:
     return {True: "met", False: "MISSED", None: "-"}[fig.met]
 
 
-def write_results(figures: list[Figure], suites: list[str]) -> None:
+_HEADER = """# tabard benchmark results
+
+Each suite's figures come from one run of `python -m bench SUITE` (`make bench` runs them
+all); the suite's heading says when and where. Every figure is measured beside its baseline in
+the same run; the ratio is what the budgets in ARCHITECTURE.md §8 are about, not the absolute
+numbers.
+"""
+_SUITE = "## suite "
+
+
+def _section(name: str, figures: list[Figure]) -> str:
     lines = [
-        "# tabard benchmark results",
+        f"{_SUITE}`{name}`",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `make bench` "
-        f"(`python -m bench {' '.join(suites)}`) on {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, {platform.machine()}.",
-        "Every figure is measured beside its baseline in the same run; the ratio is what the "
-        "budgets in ARCHITECTURE.md §8 are about, not the absolute numbers.",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC (`python -m bench {name}`) on "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}.",
         "",
         "| figure | value | baseline | baseline value | ratio | goal | verdict |",
         "|---|---|---|---|---|---|---|",
@@ -64,7 +72,25 @@ def write_results(figures: list[Figure], suites: list[str]) -> None:
     notes = [f"- {f.name}: {n}" for f in figures for n in f.notes]
     if notes:
         lines += ["", "Notes:", "", *notes]
-    RESULTS.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The suite sections of an existing RESULTS.md, by suite name."""
+    out: dict[str, str] = {}
+    for chunk in text.split("\n" + _SUITE)[1:]:
+        name = chunk.split("`", 2)[1]
+        out[name] = _SUITE + chunk.rstrip("\n") + "\n"
+    return out
+
+
+def write_results(by_suite: dict[str, list[Figure]]) -> None:
+    """Replace the sections of the suites that ran; keep the others as they were."""
+    sections = _sections(RESULTS.read_text()) if RESULTS.exists() else {}
+    for name, figures in by_suite.items():
+        sections[name] = _section(name, figures)
+    ordered = [sections[n] for n in SUITES if n in sections]
+    RESULTS.write_text(_HEADER + "\n" + "\n".join(ordered))
 
 
 def main(argv: list[str]) -> int:
@@ -75,10 +101,11 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     console = Console()
-    figures: list[Figure] = []
+    by_suite: dict[str, list[Figure]] = {}
     for name in names:
         console.print(f"[bold]running {name}[/bold]")
-        figures.extend(SUITES[name]())
+        by_suite[name] = SUITES[name]()
+    figures = [f for fs in by_suite.values() for f in fs]
     table = Table(title="tabard benchmarks (ratios against same-run baselines)")
     for col in ("figure", "value", "baseline", "ratio", "goal", "verdict"):
         table.add_column(col)
@@ -87,11 +114,8 @@ def main(argv: list[str]) -> int:
                       f"{f.baseline_name}: {_fmt(f.baseline, f.unit)}",
                       f"{f.ratio:.2f}×", f.goal, _verdict(f))
     console.print(table)
-    if set(names) == set(SUITES):
-        write_results(figures, names)
-        console.print(f"wrote {RESULTS}")
-    else:
-        console.print("(partial run: RESULTS.md left as it was)")
+    write_results(by_suite)
+    console.print(f"wrote the sections of {', '.join(names)} in {RESULTS}")
     return 0
 
 
