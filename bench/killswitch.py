@@ -12,7 +12,16 @@ before that REST call until
 
 then resume and wait until the node serves the SVID again. p50 and p99 of each sit beside
 the X509-SVID TTL of the entry: without the kill switch, the time an issued SVID stays
-usable. The goal (ARCHITECTURE §8) is p99 ≤ 200 ms, here for the node (no gateway yet).
+usable. The goal (ARCHITECTURE §8) is p99 ≤ 200 ms.
+
+Then the multi-process deployment of issue 7 (``tests/support/kill_world.py``): one
+``tabard server``, three ``tabard gateway`` processes over the same SQLite database (they
+follow the signal log by polling its head, ``[signals] poll_interval``), one ``tabard node``;
+``REPLICA_KILLS`` suspend/resume cycles of one agent while two others call through every
+gateway, each measured from the suspend call's return to (c) each gateway's first denial
+of the agent's JWT-SVID, (d) the node dropping its SVID, (e) the slowest of the four. And
+the CPU an idle gateway process spends with the 50 ms head poll, beside one that only
+reads the log every 2 s.
 """
 
 from __future__ import annotations
@@ -30,14 +39,17 @@ import httpx
 from cryptography import x509
 from spiffe._proto import workload_pb2 as pb
 from spiffe._proto import workload_pb2_grpc as pb_grpc
+from tests.support.kill_world import GatewayProcess, KillWorld, iter_cycles
 from tests.support.platform import DevPlatform
 
 from bench.harness import Figure, percentile
 from tabard.signals import SseParser
 
-__all__ = ["KILLS", "run"]
+__all__ = ["KILLS", "REPLICA_KILLS", "run"]
 
 KILLS = 120
+REPLICA_KILLS = 120
+IDLE_S = 10.0
 TRUST_DOMAIN = "bench.example"
 AGENT = "kill-bench"
 _HEADER = (("workload.spiffe.io", "true"),)
@@ -110,6 +122,70 @@ def _open(stub: pb_grpc.SpiffeWorkloadAPIStub, timeout: float = 20.0) -> tuple[o
         time.sleep(0.01)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _replicas(ttl_ms: float) -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="tabard-bench-killgw-") as tmp:
+        world = KillWorld(Path(tmp), agents=("kill-bench", "other-a", "other-b"))
+        with world:
+            slow = GatewayProcess(world.base / "server", "gateway-2s-poll", {
+                **world.gws[0].env, "TABARD_SIGNALS__POLL_INTERVAL": "2s"}).start()
+            try:
+                time.sleep(2.0)  # let start-up settle
+                pids = {"poll": world.gws[0].process, "slow": slow.process}
+                before = {k: _cpu_s(p.pid) for k, p in pids.items() if p is not None}
+                time.sleep(IDLE_S)
+                idle = {k: (_cpu_s(p.pid) - before[k]) / IDLE_S * 100
+                        for k, p in pids.items() if p is not None}
+            finally:
+                slow.stop()
+            stop = threading.Event()
+
+            def traffic(agent: str) -> None:
+                with httpx.Client(timeout=10) as client:
+                    while not stop.is_set():
+                        for gw in world.gws:
+                            world.call(gw, agent, client)
+                        stop.wait(0.02)
+
+            threads = [threading.Thread(target=traffic, args=(a,), daemon=True)
+                       for a in ("other-a", "other-b")]
+            for t in threads:
+                t.start()
+            try:
+                cycles = list(iter_cycles(world, "kill-bench", REPLICA_KILLS))
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(10)
+    ms = 1000.0
+    series = (("each of 3 gateways denies", [s for c in cycles for s in c.gateways]),
+              ("node drops the SVID (3 gateways running)", [c.node for c in cycles]),
+              ("all 3 gateways + node", [max([*c.gateways, c.node]) for c in cycles]))
+    notes = [f"{REPLICA_KILLS} suspend/resume cycles: tabard server + 3 tabard gateway "
+             "processes + tabard node over one SQLite database, two other agents calling "
+             "through every gateway meanwhile; from the suspend call's return"]
+    figures = []
+    for label, samples in series:
+        for pct in (50, 99):
+            figures.append(Figure(
+                name=f"kill switch → {label}, p{pct}", value=percentile(samples, pct) * ms,
+                unit="ms", baseline_name="X509-SVID TTL", baseline=ttl_ms,
+                goal="p99 ≤ 200 ms" if pct == 99 else "report", higher_is_better=False,
+                goal_ratio=_GOAL_S * ms / ttl_ms if pct == 99 else None,
+                notes=notes if (label, pct) == (series[0][0], 50) else []))
+    figures.append(Figure(
+        name="idle gateway CPU, signal head poll every 50 ms", value=idle["poll"], unit="%",
+        baseline_name="idle gateway, log read every 2 s only", baseline=idle["slow"],
+        goal="report", higher_is_better=False,
+        notes=[f"CPU of one core over {IDLE_S:g} s with no traffic (/proc/<pid>/stat)"]))
+    return figures
+
+
 def run() -> list[Figure]:
     with (tempfile.TemporaryDirectory(prefix="tabard-bench-kill-") as tmp,
           DevPlatform(Path(tmp) / "dev", trust_domain=TRUST_DOMAIN) as dev):
@@ -164,4 +240,4 @@ def run() -> list[Figure]:
                 notes=notes if (label, pct) == ("stream subscriber", 50) else []))
     print(json.dumps({"stream_ms": [round(s * ms, 2) for s in stream_s[:5]],
                       "node_ms": [round(s * ms, 2) for s in node_s[:5]]}), file=sys.stderr)
-    return figures
+    return figures + _replicas(ttl_ms)

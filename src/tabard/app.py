@@ -973,26 +973,41 @@ def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: Signa
                       effects=effects, hooks=hooks)
 
 
-async def _signals_loop(plane: ControlPlane, interval: float = 2.0) -> None:
-    """Publish changes made by other replicas: at once through PostgreSQL ``LISTEN``, and
-    by reading the log every ``interval`` as a fallback (the only way on SQLite, where a
-    second process writing is the CLI's offline path)."""
+async def _signals_loop(plane: ControlPlane) -> None:
+    """Publish changes made by other replicas (``[signals]``): at once through PostgreSQL
+    ``LISTEN``; on SQLite (no notifications between processes) by reading the log's head
+    every ``poll_interval`` and the events only when it moved; and, on both, by reading the
+    log every ``resync_interval`` as the fallback."""
     kill = plane.kill
     if kill is None:
         return
+    s = plane.settings.signals
+    resync = s.resync_interval.total_seconds()
     listener = None
     if plane.db.dialect == "postgresql":
         from tabard.store import PgSignalListener
 
         listener = PgSignalListener(plane.db, kill.hub.poke)
         listener.start()
+        poll = resync  # LISTEN pushes; the head need not be polled
+    else:
+        poll = min(s.poll_interval.total_seconds(), resync)
+    loop = asyncio.get_running_loop()
+    last_full = loop.time() - resync
+    failing = False
     try:
         while True:
+            full = loop.time() - last_full >= resync
+            if full:
+                last_full = loop.time()
             try:
-                await asyncio.to_thread(kill.hub.poke)
+                await asyncio.to_thread(kill.hub.poke if full else kill.hub.check)
+                failing = False
             except Exception:
-                log.exception("reading the signal log failed")
-            await asyncio.sleep(interval)
+                if not failing:  # once per outage, not at every poll
+                    log.exception("reading the signal log failed")
+                failing = True
+            await asyncio.sleep(poll)
     finally:
         if listener is not None:
             await asyncio.to_thread(listener.stop)

@@ -140,6 +140,21 @@ class AuditSettings(_Section):
         return parse_duration(value)
 
 
+class SignalsSettings(_Section):
+    """How a replica (a ``tabard gateway`` process, another server over the same database)
+    follows the kill switch's signal log (``docs/design/kill-switch.md``): without
+    PostgreSQL's ``LISTEN``, it reads the log's one-row head every ``poll_interval`` and the
+    events only when the head moved; every ``resync_interval`` it reads the log regardless."""
+
+    poll_interval: Duration = timedelta(milliseconds=50)
+    resync_interval: Duration = timedelta(seconds=2)
+
+    @field_validator("poll_interval", "resync_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -228,6 +243,7 @@ class Settings(_Section):
     oauth: OAuthSettings = OAuthSettings()
     audit: AuditSettings = AuditSettings()
     gateway: GatewaySettings = GatewaySettings()
+    signals: SignalsSettings = SignalsSettings()
 
     @field_validator("trust_domain")
     @classmethod

@@ -6,6 +6,10 @@ after every local commit, by the PostgreSQL ``LISTEN`` relay when another replic
 (``tabard.store.signals``), and by a periodic fallback; reading from the store rather than
 trusting the notification's payload means nothing is lost or reordered when notifications
 arrive late, twice, or not at all.
+
+A replica without notifications (SQLite: a ``tabard gateway`` process or a second server over
+the same file) calls :meth:`SignalHub.check` every few tens of milliseconds instead: one read
+of the one-row head, and the events only when it moved.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ class SignalHub:
     @property
     def last_event_id(self) -> int:
         return self.kill_list.last_event_id
+
+    def check(self) -> int:
+        """Publish new events only if the stored head is past the kill list (one read of the
+        head row when nothing changed); returns how many were published."""
+        if self._store.last_event_id() <= self.kill_list.last_event_id:
+            return 0
+        return self.poke()
 
     def poke(self) -> int:
         """Publish every stored event newer than the kill list; returns how many."""

@@ -140,3 +140,37 @@ def test_listen_notify_relays_changes_between_replicas(
         db_a.dispose()
         db_b.dispose()
         postgres_cluster.drop_database(name)
+
+
+class _CountingStore(SqlSignalStore):
+    """Counts the reads a polling replica makes."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.heads = self.event_reads = 0
+
+    def last_event_id(self) -> int:
+        self.heads += 1
+        return super().last_event_id()
+
+    def events(self, *, after: int, limit: int) -> list[SignalEvent]:
+        self.event_reads += 1
+        return super().events(after=after, limit=limit)
+
+
+def test_a_polling_replica_reads_only_the_head_until_it_moves(db: Database) -> None:
+    writer = switch(db)
+    store = _CountingStore(db)
+    replica = SignalHub(store)
+    replica.load()
+    seen: list[int] = []
+    replica.subscribe(lambda e: seen.append(e.id))
+    for _ in range(5):
+        assert replica.check() == 0
+    assert (store.heads, store.event_reads) == (5, 0)
+    writer.suspend(AGENT, actor="admin:a", reason="elsewhere")
+    writer.narrow(INSTANCE, Narrowing(read_only=True), actor="admin:a")
+    assert replica.check() == 2
+    assert seen == [1, 2] and store.event_reads == 1
+    assert replica.check() == 0 and store.event_reads == 1
+    assert replica.kill_list.last_event_id == store.last_event_id() == 2
