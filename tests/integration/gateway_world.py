@@ -66,6 +66,7 @@ tools:
   deploy.trigger: {category: deploy, server: demo, mutating: true, risk: 80}
 http_routes:
   repos: {path: "/repos/*"}
+a2a_agents: [echo-agent, stream-agent]
 """
 POLICIES = """
 @id("assistant-may-use-the-demo")
@@ -88,6 +89,10 @@ permit (principal in Tabard::Group::"security", action == Tabard::Action::"tools
 @id("people-read-repos")
 permit (principal is Tabard::User, action == Tabard::Action::"GET",
         resource == Tabard::HttpRoute::"repos");
+
+@id("engineering-a2a")
+permit (principal in Tabard::Group::"engineering", action in Tabard::Action::"a2a",
+        resource is Tabard::A2aAgent);
 """
 
 
@@ -175,6 +180,19 @@ class GatewayWorld:
     json_upstream: HeaderLog
     leases: Leases
     served: list[Served] = field(default_factory=list)
+
+    def add_route(self, name: str, protocol: RouteProtocol, app: ASGIApp,
+                  path: str = "", port: int = 0) -> HeaderLog:
+        """Serve ``app`` (its requests' headers kept) as the upstream of a new route with
+        the static credential; the world stops it with the rest."""
+        upstream = HeaderLog(app)
+        served = serve(upstream, port)
+        self.served.insert(0, served)
+        self.routes.put(Route(name=name, protocol=protocol, upstream=served.url + path,
+                              credential=CredentialSpec(kind="static",
+                                                        secret="demo-upstream-key"),
+                              dlp_profile="default"))
+        return upstream
 
     def agent_token(self, who: SpiffeId = INSTANCE, audience: str | None = None) -> str:
         return self.authority.mint_jwt_svid(who, audience or self.url)

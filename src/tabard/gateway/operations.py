@@ -20,6 +20,7 @@ from tabard.policy import ResourceType
 
 __all__ = [
     "A2A_METHODS",
+    "A2A_V1_METHODS",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "METHOD_NOT_FOUND",
@@ -36,6 +37,18 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600,
 A2A_METHODS = frozenset({"message/send", "message/stream", "tasks/get", "tasks/cancel",
                          "tasks/resubscribe", "tasks/pushNotificationConfig/set",
                          "tasks/pushNotificationConfig/get"})
+# A2A 1.0 names its JSON-RPC methods after its gRPC service; each is decided as the policy
+# action of the same meaning (the 0.3 wire name). ``ListTasks`` (it would show other
+# callers' tasks: task ids are not bound to their creator) and ``GetExtendedAgentCard``
+# are not served.
+A2A_V1_METHODS = {
+    "SendMessage": "message/send", "SendStreamingMessage": "message/stream",
+    "GetTask": "tasks/get", "CancelTask": "tasks/cancel", "SubscribeToTask": "tasks/resubscribe",
+    "CreateTaskPushNotificationConfig": "tasks/pushNotificationConfig/set",
+    "DeleteTaskPushNotificationConfig": "tasks/pushNotificationConfig/set",
+    "GetTaskPushNotificationConfig": "tasks/pushNotificationConfig/get",
+    "ListTaskPushNotificationConfigs": "tasks/pushNotificationConfig/get",
+}
 _MAX_BATCH = 64
 
 
@@ -138,15 +151,17 @@ def mcp_operations(messages: list[dict[str, Any]]) -> list[Operation]:
 
 
 def a2a_operations(messages: list[dict[str, Any]], target: str) -> list[Operation]:
-    """A2A: every method of the protocol is decided on the target agent (the route)."""
+    """A2A: every method of the protocol (0.3 and 1.0 names) is decided on the target agent
+    (the route)."""
     out: list[Operation] = []
     for m in messages:
         method = m.get("method")
         has_id = "id" in m
         if not isinstance(method, str):
             out.append(Operation("response", m.get("id"), has_id))
-        elif method in A2A_METHODS:
-            out.append(Operation(method, m.get("id"), has_id, action=method,
+        elif method in A2A_METHODS or method in A2A_V1_METHODS:
+            out.append(Operation(method, m.get("id"), has_id,
+                                 action=A2A_V1_METHODS.get(method, method),
                                  resource_type=ResourceType.A2A_AGENT, resource_id=target))
         else:
             out.append(Operation(method, m.get("id"), has_id,

@@ -96,8 +96,10 @@ __all__ = ["DENIED", "UNAVAILABLE", "Gateway", "GatewayConfig", "public_reason"]
 
 log = logging.getLogger("tabard.gateway")
 
-DENIED = -32003  # the JSON-RPC error code of a refusal by policy (implementation-defined)
-UNAVAILABLE = -32004  # the call was not made: the audit log cannot record it
+# The gateway's own JSON-RPC error codes lie outside -32768..-32000: A2A gives -32001..-32009
+# meanings of its own (-32003 is "push notifications not supported" to an A2A client).
+DENIED = -31003  # a refusal by policy (or DLP)
+UNAVAILABLE = -31004  # the call was not made: the audit log cannot record it
 _AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailer", "transfer-encoding",
@@ -249,6 +251,40 @@ def _sse_events(buffer: bytearray) -> list[bytes]:
         size = end + (2 if buffer[end:end + 2] == b"\n\n" else 4)
         events.append(bytes(buffer[:size]))
         del buffer[:size]
+
+
+def _gateway_card(data: bytes, route_url: str) -> bytes:
+    """An A2A agent card that sends its reader through the gateway: every JSON-RPC
+    interface (1.0 ``supportedInterfaces``, 0.3 ``url`` and ``additionalInterfaces``) names
+    the route's URL, interfaces of other bindings (the gateway forwards JSON-RPC only) are
+    removed, and so are the card's signatures, which no longer cover it. A body that is not
+    a JSON object is answered as it came."""
+    try:
+        card = json.loads(data)
+    except (ValueError, RecursionError):
+        return data
+    if not isinstance(card, dict):
+        return data
+
+    def through_gateway(interfaces: Any, binding_key: str) -> list[Any]:
+        kept = []
+        for interface in interfaces if isinstance(interfaces, list) else []:
+            if isinstance(interface, dict) and str(
+                    interface.get(binding_key) or "JSONRPC").upper() == "JSONRPC":
+                kept.append({**interface, "url": route_url})
+        return kept
+
+    for key in ("supportedInterfaces", "supported_interfaces"):
+        if key in card:
+            binding = "protocolBinding" if key == "supportedInterfaces" else "protocol_binding"
+            card[key] = through_gateway(card[key], binding)
+    if "url" in card:  # A2A 0.3
+        card["url"], card["preferredTransport"] = route_url, "JSONRPC"
+    for key in ("additionalInterfaces", "additional_interfaces"):
+        if key in card:
+            card[key] = through_gateway(card[key], "transport")
+    card.pop("signatures", None)
+    return json.dumps(card, separators=(",", ":")).encode()
 
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -485,7 +521,8 @@ class Gateway:
         ids = [op.id for op in ops if op.has_id]
         return await self._forward(request, route, rest, body, headers, record,
                                    redact=redact, tools_list=tools_list_ids, caller=caller,
-                                   rpc_id=ids[0] if len(ids) == 1 and not batch else None)
+                                   rpc_id=ids[0] if len(ids) == 1 and not batch else None,
+                                   card=ops[0].method == "agent-card")
 
     def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
         detail = "the call was refused because the audit log cannot record it"
@@ -736,8 +773,8 @@ class Gateway:
 
     async def _forward(self, request: Request, route: RouteView, rest: str, body: bytes,
                        headers: dict[str, str], record: _Record, *, redact: bool,
-                       tools_list: set[str], caller: Caller, rpc_id: Any = None
-                       ) -> Response:
+                       tools_list: set[str], caller: Caller, rpc_id: Any = None,
+                       card: bool = False) -> Response:
         client = self._client()
         upstream = client.build_request(request.method, self._upstream_url(request, route,
                                                                           rest),
@@ -762,8 +799,8 @@ class Gateway:
         out_headers = self._response_headers(response, route, injected)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         record.status = response.status_code
-        if content_type == "text/event-stream" or (
-                not _is_json(content_type) and not tools_list):
+        if not card and (content_type == "text/event-stream" or (
+                not _is_json(content_type) and not tools_list)):
             return StreamingResponse(
                 self._stream(response, record, scanner, injected, tools_list, caller,
                              sse=content_type == "text/event-stream", rpc_id=rpc_id),
@@ -782,6 +819,8 @@ class Gateway:
             record.outcome, record.reason = "denied", str(exc)
             raise _Refusal(self._blocked(data, exc)) from None
         data = _Scrubber(injected).scrub(data)
+        if card and response.status_code == 200:
+            data = _gateway_card(data, f"{self.config.base_url}/{route.protocol}/{route.name}")
         return Response(data, status_code=response.status_code, headers=out_headers)
 
     def _response_headers(self, response: httpx.Response, route: RouteView,

@@ -1,0 +1,240 @@
+"""The A2A SDK as client → tabard gateway → A2A agents built with the same SDK, over
+JSON-RPC and SSE on real sockets (issue 6 acceptance): the agent card is fetched through the
+gateway and points back at it, ``SendMessage``/``SendStreamingMessage``/``GetTask`` are
+decided per user on the route's ``A2aAgent`` (allowed for alice, a JSON-RPC error the
+client raises for bob), the upstream gets the injected credential and never the agent's
+token, and one audit record per request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from a2a.client import A2ACardResolver, A2AClientError, ClientConfig, ClientFactory
+from a2a.helpers import get_artifact_text, new_task_from_user_message, new_text_message
+from a2a.server.agent_execution import AgentExecutor, RequestContext
+from a2a.server.events import EventQueue
+from a2a.server.request_handlers import DefaultRequestHandler
+from a2a.server.routes import create_agent_card_routes, create_jsonrpc_routes
+from a2a.server.tasks import InMemoryTaskStore, TaskUpdater
+from a2a.types import (
+    AgentCapabilities,
+    AgentCard,
+    AgentInterface,
+    AgentSkill,
+    GetTaskRequest,
+    Role,
+    SendMessageRequest,
+    StreamResponse,
+    TaskState,
+)
+from a2a.utils.constants import TransportProtocol
+from starlette.applications import Starlette
+
+from tabard.gateway import DENIED
+from tests.fakes.gateway import RouteProtocol
+from tests.integration.gateway_world import (
+    UPSTREAM_SECRET,
+    GatewayWorld,
+    HeaderLog,
+    build_world,
+    free_port,
+)
+
+
+class Answering(AgentExecutor):
+    """Answers each message with a completed task holding one artifact."""
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.message is not None
+        task = context.current_task or new_task_from_user_message(context.message)
+        await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.add_artifact([_part(f"echo: {context.get_user_input()}")],
+                                   name="answer")
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        raise NotImplementedError
+
+
+class Streaming(AgentExecutor):
+    """Works on each message in three artifact chunks, then completes."""
+
+    async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
+        assert context.message is not None
+        task = context.current_task or new_task_from_user_message(context.message)
+        await event_queue.enqueue_event(task)
+        updater = TaskUpdater(event_queue, task.id, task.context_id)
+        await updater.start_work()
+        for n in range(3):
+            await updater.add_artifact([_part(f"chunk {n} of {context.get_user_input()}")],
+                                       artifact_id="out", name="out", append=n > 0,
+                                       last_chunk=n == 2)
+            await asyncio.sleep(0.01)
+        await updater.complete()
+
+    async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
+        raise NotImplementedError
+
+
+def _part(text: str) -> Any:
+    return new_text_message(text).parts[0]
+
+
+def agent_app(name: str, executor: AgentExecutor, url: str, *, streaming: bool) -> Starlette:
+    """An A2A agent at ``/<name>``: JSON-RPC there, its card under it."""
+    card = AgentCard(
+        name=name, description=f"the {name} of the gateway tests", version="1.0.0",
+        supported_interfaces=[AgentInterface(url=f"{url}/{name}", protocol_version="1.0",
+                                             protocol_binding=TransportProtocol.JSONRPC)],
+        capabilities=AgentCapabilities(streaming=streaming),
+        default_input_modes=["text/plain"], default_output_modes=["text/plain"],
+        skills=[AgentSkill(id="echo", name="echo", description="echoes", tags=["demo"])])
+    handler = DefaultRequestHandler(agent_executor=executor, task_store=InMemoryTaskStore(),
+                                    agent_card=card)
+    return Starlette(routes=[
+        *create_agent_card_routes(card, card_url=f"/{name}/.well-known/agent-card.json"),
+        *create_jsonrpc_routes(handler, rpc_url=f"/{name}")])
+
+
+class Agents:
+    def __init__(self, world: GatewayWorld) -> None:
+        self.world = world
+        self.logs: dict[str, HeaderLog] = {}
+        for route, executor, streaming in (("echo-agent", Answering(), False),
+                                           ("stream-agent", Streaming(), True)):
+            port = free_port()
+            app = agent_app(route, executor, f"http://127.0.0.1:{port}", streaming=streaming)
+            self.logs[route] = world.add_route(route, RouteProtocol.A2A, app,
+                                               path=f"/{route}", port=port)
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agents]:
+    for world in build_world(Path(tmp_path_factory.mktemp("gateway"))):
+        yield Agents(world)
+
+
+async def _with_client(agents: Agents, user: str, route: str, work: Any, *,
+                       streaming: bool) -> Any:
+    world = agents.world
+    headers = world.headers(user, route, "a2a")
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
+        card = await A2ACardResolver(http, f"{world.url}/a2a/{route}").get_agent_card()
+        client = ClientFactory(ClientConfig(httpx_client=http, streaming=streaming)
+                               ).create(card)
+        try:
+            return await work(client, card)
+        finally:
+            await client.close()
+
+
+def run(agents: Agents, user: str, route: str, work: Any, *, streaming: bool = False) -> Any:
+    return asyncio.run(_with_client(agents, user, route, work, streaming=streaming))
+
+
+def _request(text: str) -> SendMessageRequest:
+    return SendMessageRequest(message=new_text_message(text, role=Role.ROLE_USER))
+
+
+async def _events(client: Any, text: str) -> list[StreamResponse]:
+    return [event async for event in client.send_message(_request(text))]
+
+
+def test_the_agent_card_comes_through_the_gateway_and_points_at_it(agents: Agents) -> None:
+    world = agents.world
+
+    async def work(client: Any, card: AgentCard) -> AgentCard:
+        return card
+
+    card = run(agents, "alice", "echo-agent", work)
+    assert card.name == "echo-agent"
+    assert [i.url for i in card.supported_interfaces] == [f"{world.url}/a2a/echo-agent"]
+    seen = agents.logs["echo-agent"].seen[-1]
+    assert seen["authorization"] == f"Bearer {UPSTREAM_SECRET}"
+
+
+def test_send_message_and_get_task_for_an_allowed_user(agents: Agents) -> None:
+    log = agents.logs["echo-agent"]
+    before = len(log.seen)
+
+    async def work(client: Any, card: AgentCard) -> tuple[Any, Any]:
+        [event] = await _events(client, "hello")
+        fetched = await client.get_task(GetTaskRequest(id=event.task.id))
+        return event.task, fetched
+
+    task, fetched = run(agents, "alice", "echo-agent", work)
+    assert task.status.state == TaskState.TASK_STATE_COMPLETED
+    assert get_artifact_text(task.artifacts[0]) == "echo: hello"
+    assert fetched.id == task.id and fetched.status.state == TaskState.TASK_STATE_COMPLETED
+    seen = log.seen[before:]
+    assert len(seen) == 3  # the card, SendMessage, GetTask: every one through the gateway
+    assert all(h.get("authorization") == f"Bearer {UPSTREAM_SECRET}" for h in seen)
+    assert not any("tabard-agent-token" in h for h in seen)
+
+
+def test_streaming_message_comes_event_by_event_for_an_allowed_user(agents: Agents) -> None:
+    log = agents.logs["stream-agent"]
+    before = len(log.seen)
+
+    async def work(client: Any, card: AgentCard) -> list[StreamResponse]:
+        return await _events(client, "build")
+
+    events = run(agents, "alice", "stream-agent", work, streaming=True)
+    chunks = [get_artifact_text(e.artifact_update.artifact) for e in events
+              if e.HasField("artifact_update")]
+    assert chunks == ["chunk 0 of build", "chunk 1 of build", "chunk 2 of build"]
+    assert events[-1].status_update.status.state == TaskState.TASK_STATE_COMPLETED
+    seen = log.seen[before:]
+    assert seen and all(h.get("authorization") == f"Bearer {UPSTREAM_SECRET}" for h in seen)
+    assert not any("tabard-agent-token" in h for h in seen)
+
+
+@pytest.mark.parametrize(("route", "streaming"), [("echo-agent", False),
+                                                  ("stream-agent", True)])
+def test_a_user_the_policy_does_not_allow_gets_a_json_rpc_error(
+        agents: Agents, route: str, streaming: bool) -> None:
+    log = agents.logs[route]
+
+    async def work(client: Any, card: AgentCard) -> int:
+        before = len(log.seen)
+        with pytest.raises(A2AClientError) as refused:
+            await _events(client, "let me in")
+        assert f"JSON-RPC Error {DENIED}: denied by tabard" in str(refused.value)
+        return len(log.seen) - before
+
+    assert run(agents, "bob", route, work, streaming=streaming) == 0  # never forwarded
+
+
+def test_one_audit_record_per_request_never_the_secret(agents: Agents) -> None:
+    world = agents.world
+    head = world.audit.head()
+    after = head.seq if head else 0
+
+    async def work(client: Any, card: AgentCard) -> None:
+        await _events(client, "audit me")
+
+    run(agents, "alice", "echo-agent", work)
+    with pytest.raises(A2AClientError):
+        run(agents, "bob", "echo-agent", work)
+    bodies = [r.body() for r in world.audit.records(after=after, limit=100)
+              if r.body()["kind"] == "gateway_decision"]
+    outcomes = [b for b in bodies if b["outcome"] != "pending"]
+    # two card fetches and two messages: one outcome each, in order
+    assert [(b["what"]["operation"], b["who"]["user"], b["decision"]["effect"])
+            for b in outcomes] == [("agent-card", "alice", "allow"),
+                                   ("message/send", "alice", "allow"),
+                                   ("agent-card", "bob", "allow"),
+                                   ("message/send", "bob", "deny")]
+    sent = outcomes[1]
+    assert sent["details"]["route"] == "echo-agent" and sent["details"]["lease_id"]
+    assert "engineering-a2a" in sent["decision"]["policies"]
+    assert outcomes[3]["outcome"] == "denied"
+    # the forwarded ones were recorded as intents first
+    assert len(bodies) - len(outcomes) == 3
+    assert UPSTREAM_SECRET not in json.dumps(bodies)
