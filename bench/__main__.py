@@ -18,6 +18,7 @@ from rich.table import Table
 
 from bench import audit, authority, instances, killswitch, oauth, policy, registry, workload
 from bench import dlp as dlp_bench
+from bench import gateway as gateway_bench
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -30,6 +31,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "dlp": dlp_bench.run,
     "audit": audit.run,
     "killswitch": killswitch.run,
+    "gateway": gateway_bench.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
