@@ -69,4 +69,6 @@ def configure_logging(level: str = "info", file: Path | None = None,
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # one line per request is the audit log's job; these libraries would add their own
+    for name in ("uvicorn.access", "httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
