@@ -92,6 +92,7 @@ def write_results(by_suite: dict[str, list[Figure]]) -> None:
     for name, figures in by_suite.items():
         sections[name] = _section(name, figures)
     ordered = [sections[n] for n in SUITES if n in sections]
+    ordered += [text for n, text in sections.items() if n not in SUITES]
     RESULTS.write_text(_HEADER + "\n" + "\n".join(ordered))
 
 
