@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from tabard.audit import AuditEvent, AuditKind, AuditLog, What
 from tabard.clock import Clock
 from tabard.errors import Conflict, Invalid, NotFound
+
+if TYPE_CHECKING:  # the audit log is imported when a change is recorded (CLI start-up)
+    from tabard.audit import AuditLog
 
 __all__ = [
     "CREDENTIAL_KINDS",
@@ -353,6 +355,8 @@ class RouteService:
     def _record(self, actor: str, operation: str, route: Route) -> None:
         if self._audit is None:
             return
+        from tabard.audit import AuditEvent, AuditKind, What
+
         self._audit.append(AuditEvent(
             kind=AuditKind.ADMIN_ACTION, actor=actor,
             what=What(operation=operation, target=f"route:{route.name}"),
