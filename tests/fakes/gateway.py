@@ -6,45 +6,25 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from enum import StrEnum
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from tabard.clock import Clock
 from tabard.errors import Conflict, NotFound
+from tabard.policy.approvals import Approval, ApprovalState
+from tabard.registry.routes import CredentialSpec, Route, RouteProtocol
+
+__all__ = ["Approval", "ApprovalState", "CredentialSpec", "InMemoryApprovals", "InMemoryRoutes",
+           "Route", "RouteProtocol", "route"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CredentialSpec:
-    kind: str = "none"
-    secret: str | None = None
-    header: str = "Authorization"
-    scheme: str | None = "Bearer"
-    token_url: str | None = None
-    scopes: Mapping[str, str] = field(default_factory=dict)
-    audience: str | None = None
-    client_id_secret: str | None = None
+_CREATED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class RouteProtocol(StrEnum):
-    MCP = "mcp"
-    A2A = "a2a"
-    HTTP = "http"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Route:
-    name: str
-    protocol: RouteProtocol
-    upstream: str
-    audience: str | None = None
-    credential: CredentialSpec = CredentialSpec()
-    dlp_profile: str | None = None
-    dlp_action: str = "redact"
-    timeout: float = 30.0
-    strip_headers: tuple[str, ...] = ()
-    approval_timeout: float = 120.0
+def route(**fields: Any) -> Route:
+    """A route as the routes service holds it (its timestamps filled in)."""
+    return Route(**{"created_at": _CREATED, "updated_at": _CREATED, **fields})
 
 
 class InMemoryRoutes:
@@ -77,30 +57,6 @@ class InMemoryRoutes:
         return self._version
 
 
-class ApprovalState(StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    DENIED = "denied"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Approval:
-    id: str
-    state: ApprovalState
-    agent: str
-    instance: str
-    user: str | None
-    action: str
-    resource: str
-    route: str
-    reason: str
-    requested_at: datetime
-    expires_at: datetime
-    decided_by: str | None = None
-    decided_at: datetime | None = None
-
-
 class InMemoryApprovals:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
@@ -114,7 +70,7 @@ class InMemoryApprovals:
         approval = Approval(id=f"apr-{next(self._ids)}", state=ApprovalState.PENDING,
                             agent=agent, instance=instance, user=user, action=action,
                             resource=resource, route=route, reason=reason, requested_at=now,
-                            expires_at=now + timeout)
+                            expires_at=now + timeout, decided_by=None, decided_at=None)
         with self._lock:
             self._items[approval.id] = approval
         return approval

@@ -47,8 +47,8 @@ from tests.fakes.gateway import (
     CredentialSpec,
     InMemoryApprovals,
     InMemoryRoutes,
-    Route,
     RouteProtocol,
+    route,
 )
 from tests.fakes.oauth import FakeAgents, FakeUsers, InMemoryClientStore, InMemoryTokenStore
 
@@ -188,7 +188,7 @@ class GatewayWorld:
         upstream = HeaderLog(app)
         served = serve(upstream, port)
         self.served.insert(0, served)
-        self.routes.put(Route(name=name, protocol=protocol, upstream=served.url + path,
+        self.routes.put(route(name=name, protocol=protocol, upstream=served.url + path,
                               credential=CredentialSpec(kind="static",
                                                         secret="demo-upstream-key"),
                               dlp_profile="default"))
@@ -254,16 +254,16 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
     served = [serve(sse_upstream), serve(json_upstream)]
     static = CredentialSpec(kind="static", secret="demo-upstream-key")
     routes = InMemoryRoutes()
-    routes.put(Route(name="demo-tools", protocol=RouteProtocol.MCP,
+    routes.put(route(name="demo-tools", protocol=RouteProtocol.MCP,
                      upstream=served[0].url + "/mcp", credential=static,
                      dlp_profile="default", approval_timeout=20))
-    routes.put(Route(name="demo-json", protocol=RouteProtocol.MCP,
+    routes.put(route(name="demo-json", protocol=RouteProtocol.MCP,
                      upstream=served[1].url + "/mcp", credential=static,
                      dlp_profile="default"))
-    routes.put(Route(name="demo-jwt", protocol=RouteProtocol.MCP,
+    routes.put(route(name="demo-jwt", protocol=RouteProtocol.MCP,
                      upstream=served[1].url + "/mcp",
                      credential=CredentialSpec(kind="downstream_jwt")))
-    routes.put(Route(name="demo-short", protocol=RouteProtocol.MCP,
+    routes.put(route(name="demo-short", protocol=RouteProtocol.MCP,
                      upstream=served[0].url + "/mcp", credential=static,
                      approval_timeout=1.0))
     port = free_port()

@@ -17,7 +17,7 @@ import pytest
 
 from tabard.audit import AuditKind, AuditUnavailableError
 from tabard.gateway import DENIED, UNAVAILABLE
-from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
+from tests.fakes.gateway import CredentialSpec, RouteProtocol, route
 from tests.integration.gateway_world import UPSTREAM_SECRET, GatewayWorld, build_world, serve
 
 SEEN: list[dict[str, Any]] = []
@@ -71,11 +71,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayWorld]:
     for world in build_world(Path(tmp_path_factory.mktemp("gateway-http"))):
         upstream = serve(echo)
         world.served.insert(0, upstream)
-        world.routes.put(Route(name="api", protocol=RouteProtocol.HTTP,
+        world.routes.put(route(name="api", protocol=RouteProtocol.HTTP,
                                upstream=upstream.url + "/base", dlp_profile="default",
                                credential=CredentialSpec(kind="static",
                                                          secret="demo-upstream-key")))
-        world.routes.put(Route(name="api-block", protocol=RouteProtocol.HTTP,
+        world.routes.put(route(name="api-block", protocol=RouteProtocol.HTTP,
                                upstream=upstream.url + "/base", dlp_profile="default",
                                dlp_action="block"))
         yield world

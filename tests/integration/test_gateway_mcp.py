@@ -276,7 +276,7 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
     from starlette.responses import JSONResponse
     from starlette.routing import Route as StarletteRoute
 
-    from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
+    from tests.fakes.gateway import CredentialSpec, RouteProtocol, route
 
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"path": request.url.path,
@@ -285,7 +285,7 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
 
     upstream = Starlette(routes=[StarletteRoute("/{rest:path}", echo,
                                                 methods=["GET", "POST"])])
-    world.routes.put(Route(name="api", protocol=RouteProtocol.HTTP, upstream="http://api.test",
+    world.routes.put(route(name="api", protocol=RouteProtocol.HTTP, upstream="http://api.test",
                            credential=CredentialSpec(kind="static", secret="demo-upstream-key")))
     g = world.gateway
     gateway = Gateway(config=g.config, clock=SystemClock(), decider=g._decider,
