@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/tabard dev --demo --data-dir .tabard/demo --ready-file .tabard/demo/ready.json
 
-## Lint, type-check, check the import contract, then run every test.
+## Lint, type-check, check the import contract, then run every test (two workers, a test
+## file per worker at a time, so module fixtures are shared).
 test: venv lint
 	bash scripts/test-setup.sh
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: venv
 	$(BIN)/ruff check src tests bench
