@@ -27,6 +27,7 @@ import statistics
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -63,23 +64,23 @@ def _event(i: int) -> AuditEvent:
 
 # --- backends ---------------------------------------------------------------------------------
 
-class Backend:
+class Backend(ABC):
     """Fresh databases of one kind, and bare driver connections to them with the log's
     durability settings."""
 
     name = ""
 
-    def new_url(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def new_url(self) -> str: ...
 
+    @abstractmethod
     def connect(self, url: str) -> Any:
         """A driver connection, durable commits, no transaction open."""
-        raise NotImplementedError
 
     mark = "?"
 
-    def close(self) -> None:
-        """Release what the backend holds."""
+    def close(self) -> None:  # noqa: B027 -- a default: only PostgreSQL holds a cluster
+        """Release what the backend holds (SQLite files need nothing)."""
 
 
 class SqliteBackend(Backend):

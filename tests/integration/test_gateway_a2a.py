@@ -60,7 +60,7 @@ class Answering(AgentExecutor):
         await updater.complete()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        raise NotImplementedError
+        await _cancel(context, event_queue)
 
 
 class Streaming(AgentExecutor):
@@ -80,7 +80,13 @@ class Streaming(AgentExecutor):
         await updater.complete()
 
     async def cancel(self, context: RequestContext, event_queue: EventQueue) -> None:
-        raise NotImplementedError
+        await _cancel(context, event_queue)
+
+
+async def _cancel(context: RequestContext, event_queue: EventQueue) -> None:
+    """Both agents finish their work within the request, so a cancel only marks the task."""
+    assert context.task_id is not None and context.context_id is not None
+    await TaskUpdater(event_queue, context.task_id, context.context_id).cancel()
 
 
 def _part(text: str) -> Any:

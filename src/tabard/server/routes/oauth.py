@@ -108,6 +108,22 @@ async def _oauth(run: Callable[[], Response]) -> Response:
         return _error(exc)
 
 
+
+async def _with_form(request: Request,
+                     run: Callable[[dict[str, list[str]]], Response]) -> Response:
+    """Read the form body (an OAuth error if it is not one), then :func:`_oauth`."""
+    try:
+        form = await _form(request)
+    except OAuthError as exc:
+        return _error(exc)
+    return await _oauth(lambda: run(form))
+
+
+def _single(form: dict[str, list[str]], name: str) -> str | None:
+    """A parameter sent exactly once; repeated or missing reads as absent."""
+    values = form.get(name) or []
+    return values[0] if len(values) == 1 else None
+
 @router.get("/.well-known/oauth-authorization-server",
             summary="Authorization server metadata (RFC 8414)")
 def metadata(services: Services) -> JSONResponse:
@@ -123,46 +139,31 @@ def jwks(services: Services) -> JSONResponse:
              "client credentials")
 async def token(request: Request, services: Services) -> Response:
     server = _as(services)
-    try:
-        form = await _form(request)
-    except OAuthError as exc:
-        return _error(exc)
     chain = _tls_chain(request)
-    return await _oauth(lambda: _json(server.token(form, chain)))
+    return await _with_form(request, lambda form: _json(server.token(form, chain)))
 
 
 @router.post("/oauth/introspect", summary="Token introspection (RFC 7662)")
 async def introspect(request: Request, services: Services) -> Response:
     server = _as(services)
-    try:
-        form = await _form(request)
-    except OAuthError as exc:
-        return _error(exc)
 
-    def run() -> Response:
+    def run(form: dict[str, list[str]]) -> Response:
         _caller(services, request, form, server)
-        values = form.get("token") or []
-        return _json(server.introspect(values[0] if len(values) == 1 else None))
+        return _json(server.introspect(_single(form, "token")))
 
-    return await _oauth(run)
+    return await _with_form(request, run)
 
 
 @router.post("/oauth/revoke", summary="Token revocation (RFC 7009); revokes the tokens "
              "exchanged from it too")
 async def revoke(request: Request, services: Services) -> Response:
     server = _as(services)
-    try:
-        form = await _form(request)
-    except OAuthError as exc:
-        return _error(exc)
 
-    def run() -> Response:
-        caller = _caller(services, request, form, server)
-        values = form.get("token") or []
-        server.revoke(values[0] if len(values) == 1 else None, caller)
+    def run(form: dict[str, list[str]]) -> Response:
+        server.revoke(_single(form, "token"), _caller(services, request, form, server))
         return Response(status_code=200, headers=_NO_STORE)
 
-    return await _oauth(run)
+    return await _with_form(request, run)
 
 
 @router.post("/oauth/register", summary="Dynamic client registration (RFC 7591)")
