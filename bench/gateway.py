@@ -194,11 +194,11 @@ def _fsync_ms(directory: Path, count: int = 40) -> float:
 def _route_world(stack: ExitStack, data: Path, upstream: str, worlds_out: list[GatewayWorld]
                  ) -> tuple[str, dict[str, str]]:
     """A gateway world on ``data`` with the bench's HTTP route; its URL and headers."""
-    from tests.fakes.gateway import CredentialSpec, Route, RouteProtocol
+    from tests.fakes.gateway import CredentialSpec, RouteProtocol, route
     from tests.integration.gateway_world import build_world
 
     world = stack.enter_context(contextmanager(build_world)(data))
-    world.routes.put(Route(
+    world.routes.put(route(
         name=ROUTE, protocol=RouteProtocol.HTTP, upstream=upstream,
         credential=CredentialSpec(kind="static", secret="demo-upstream-key"),
         dlp_profile="default"))
