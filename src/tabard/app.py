@@ -11,7 +11,7 @@ import builtins
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -603,7 +603,19 @@ def serve_gateway_process(plane: ControlPlane,
             follow.cancel()
             facts.cancel()
 
-    asyncio.run(run())
+    _run_fast(run())
+
+
+def _run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (the gateway's hot path is bound by the
+    event loop's own cost per request), on asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 async def _facts_expiry_loop(plane: ControlPlane, interval: float = 2.0) -> None:

@@ -276,7 +276,7 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
     from starlette.responses import JSONResponse
     from starlette.routing import Route as StarletteRoute
 
-    from tests.fakes.gateway import CredentialSpec, RouteProtocol, route
+    from tests.fakes.gateway import RouteProtocol
 
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"path": request.url.path,
@@ -285,13 +285,8 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
 
     upstream = Starlette(routes=[StarletteRoute("/{rest:path}", echo,
                                                 methods=["GET", "POST"])])
-    world.routes.put(route(name="api", protocol=RouteProtocol.HTTP, upstream="http://api.test",
-                           credential=CredentialSpec(kind="static", secret="demo-upstream-key")))
-    g = world.gateway
-    gateway = Gateway(config=g.config, clock=SystemClock(), decider=g._decider,
-                      catalog=g._catalog, bundle=g._bundle, routes=g._routes, audit=g._audit,
-                      credentials=g._credentials, tokens=g._tokens,
-                      transport=httpx.ASGITransport(app=upstream))
+    world.add_route("api", RouteProtocol.HTTP, upstream)
+    gateway = world.gateway
     headers = {**world.headers("alice", "api", "http"), "Cookie": "session=agent-own"}
 
     async def calls() -> list[httpx.Response]:

@@ -30,7 +30,7 @@ async def serve_gateway(gateway: Gateway, host: str, port: int, *,
     the gateway learns its public URL (``public_url`` or the bound address) and
     ``on_ready`` gets it."""
     config = uvicorn.Config(gateway, host=host, port=port, log_config=None, access_log=False,
-                            server_header=False, timeout_graceful_shutdown=5, http="h11",
+                            server_header=False, timeout_graceful_shutdown=5, http="httptools",
                             proxy_headers=False)  # an agent never names its own address
     server = uvicorn.Server(config) if handle_signals else _Server(config)
     task = asyncio.create_task(server.serve())

