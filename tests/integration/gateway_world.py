@@ -194,6 +194,15 @@ class GatewayWorld:
                               dlp_profile="default"))
         return upstream
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the gateway has written the outcome records of the calls it answered
+        (they follow the answer)."""
+        deadline = time.monotonic() + timeout
+        while self.gateway.pending_outcomes:
+            if time.monotonic() > deadline:
+                raise AssertionError("the gateway did not write its outcome records")
+            time.sleep(0.005)
+
     def agent_token(self, who: SpiffeId = INSTANCE, audience: str | None = None) -> str:
         return self.authority.mint_jwt_svid(who, audience or self.url)
 

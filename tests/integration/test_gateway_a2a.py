@@ -228,6 +228,7 @@ def test_one_audit_record_per_request_never_the_secret(agents: Agents) -> None:
     run(agents, "alice", "echo-agent", work)
     with pytest.raises(A2AClientError):
         run(agents, "bob", "echo-agent", work)
+    world.settle()
     bodies = [r.body() for r in world.audit.records(after=after, limit=100)
               if r.body()["kind"] == "gateway_decision"]
     outcomes = [b for b in bodies if b["outcome"] != "pending"]

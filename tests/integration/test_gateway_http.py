@@ -187,6 +187,7 @@ def test_the_intent_is_recorded_before_the_call_and_the_outcome_after(
     with httpx.Client(timeout=10) as client:
         assert client.get(f"{world.url}/http/api/repos/x",
                           headers=world.headers("alice", "api", "http")).status_code == 200
+    world.settle()
     intent, outcome = world.audit.records(after=head.seq if head else 0,
                                           kind=AuditKind.GATEWAY_DECISION)
     assert intent.body()["outcome"] == "pending" and outcome.body()["outcome"] == "success"
@@ -214,6 +215,7 @@ def test_deep_json_is_a_parse_error_and_a_fault_is_a_clean_recorded_500(
                             headers=world.headers("alice", "api", "http"))
     assert answer.status_code == 500 and answer.json()["code"] == "gateway_error"
     assert "Traceback" not in answer.text and "a bug" not in answer.text
+    world.settle()
     record = world.audit.records(after=head.seq if head else 0,
                                  kind=AuditKind.GATEWAY_DECISION)[-1].body()
     assert record["outcome"] == "error" and "RuntimeError" in record["decision"]["reason"]

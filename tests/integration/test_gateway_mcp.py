@@ -225,6 +225,7 @@ def test_one_audit_record_per_request_with_lease_and_findings_never_the_secret(
         return await session.call_tool("jira.create_issue", {"summary": "audit me"})
 
     run(world, "alice", work, route="demo-json")
+    world.settle()
     records = [r for r in world.audit.records(after=after, limit=100)
                if r.body()["kind"] == "gateway_decision"]
     bodies = [r.body() for r in records]

@@ -386,6 +386,7 @@ class Gateway:
         self._version: tuple[float, int] = (-1e18, 0)
         self._refreshed = -1e18
         self._owners: dict[str, tuple[float, str | None]] = {}
+        self._outcomes: set[asyncio.Task[None]] = set()
 
     def bind(self, base_url: str) -> None:
         """Learn the public base URL once listening: it is the default audience of agents'
@@ -417,6 +418,7 @@ class Gateway:
                 return
 
     async def aclose(self) -> None:
+        await self.settle()
         session = self._sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             await session.close()
@@ -464,6 +466,10 @@ class Gateway:
         if isinstance(response, StreamingResponse):
             return response  # recorded when the stream ends
         record.status = response.status_code
+        if record.intent_seq is not None:
+            # the call was recorded before it was made; its outcome follows the answer
+            self._record_outcome(record)
+            return response
         if not await self._write(record):
             if record.intent_failed:
                 return response
@@ -1016,6 +1022,29 @@ class Gateway:
                 raise GatewayUnavailableError("the audit log cannot record this request")
 
     # --- the audit record -----------------------------------------------------------------
+
+    @property
+    def pending_outcomes(self) -> int:
+        """Outcome records of answered calls not yet written."""
+        return len(self._outcomes)
+
+    async def settle(self) -> None:
+        """Wait until the outcome records of answered calls are written (at shutdown)."""
+        while self._outcomes:
+            await asyncio.gather(*list(self._outcomes), return_exceptions=True)
+
+    def _record_outcome(self, record: _Record) -> None:
+        """Write the outcome of a forwarded call once its answer has left: the call is
+        already in the log (its intent, written before the upstream was called), so the
+        answer does not wait for a second durable commit."""
+        task = asyncio.get_running_loop().create_task(self._write_outcome(record))
+        self._outcomes.add(task)
+        task.add_done_callback(self._outcomes.discard)
+
+    async def _write_outcome(self, record: _Record) -> None:
+        if not await self._write(record):
+            log.error("the outcome of a forwarded call was not recorded; its intent record "
+                      "%s stands for it", record.intent_seq)
 
     async def _owner(self, agent: str) -> str | None:
         if self._owner_of is None:
