@@ -17,6 +17,10 @@ One upstream, one load generator, three paths, in one run:
   decision, injects the route's static credential from the vault (a lease record per
   request), scans the response with DLP and appends one audit record per request.
 
+* gateway-process — ``tabard gateway`` in its own process, as deployed (server, node and
+  gateway processes over one SQLite database; the agent's JWT-SVID from the node), the agent
+  acting as principal.
+
 The load generator is ``wrk`` (Debian package; installed with apt-get when missing, as is
 nginx), a separate process, for all three. Latency: one connection, closed loop (no
 queueing), p50/p99 per request as wrk measures them at the client. Throughput: requests/s at
@@ -207,6 +211,51 @@ def _route_world(stack: ExitStack, data: Path, upstream: str, worlds_out: list[G
             world.headers("alice", route=ROUTE, protocol="http"))
 
 
+_PROCESS_CATALOG = 'http_routes:\n  ping: {path: "/ping"}\n  repos: {path: "/repos/*"}\n'
+_PROCESS_POLICY = ('@id("agents-may-ping")\n'
+                   'permit (principal, action == Tabard::Action::"GET", '
+                   'resource == Tabard::HttpRoute::"ping");\n'
+                   '@id("agents-read-repos")\n'
+                   'permit (principal, action == Tabard::Action::"GET", '
+                   'resource == Tabard::HttpRoute::"repos");\n')
+
+
+def _process_world(stack: ExitStack, base: Path, upstream: str) -> tuple[str, dict[str, str]]:
+    """``tabard gateway`` as an operator runs it: its own process (uvloop, httptools) over a
+    ``tabard server``'s SQLite database, the agent's instance SVID from a ``tabard node``;
+    the bench's HTTP route with a static credential from the vault, DLP ``default``. The
+    agent acts as principal (no user token)."""
+    import base64
+
+    from tests.support.kill_world import KillWorld
+
+    world = stack.enter_context(KillWorld(base, gateways=1, agents=("bench-agent",),
+                                          trust_domain="bench.example"))
+    with world.http as http:
+        for done in (
+            http.post("/api/v1/secrets", json={
+                "name": "bench-upstream-key",
+                "value_base64": base64.b64encode(b"bench-" + os.urandom(16).hex().encode()
+                                                 ).decode()}),
+            http.put("/api/v1/policies", json={"files": {"catalog.yaml": _PROCESS_CATALOG,
+                                                          "agents.cedar": _PROCESS_POLICY}}),
+            http.post("/api/v1/routes", json={
+                "name": ROUTE, "protocol": "http", "upstream": upstream,
+                "credential": {"kind": "static", "secret": "bench-upstream-key"},
+                "dlp_profile": "default"}),
+        ):
+            if done.status_code >= 300:
+                raise RuntimeError(f"bench set-up refused: {done.status_code} {done.text[:300]}")
+    url = f"{world.gws[0].url}/http/{ROUTE}{PATH}"
+    headers = {"Tabard-Agent-Token": world.jwt["bench-agent"]}
+    deadline = time.monotonic() + 20
+    while httpx.get(url, headers=headers, timeout=10).status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gateway process does not serve the bench route")
+        time.sleep(0.2)
+    return url, headers
+
+
 def run() -> list[Figure]:
     from tabard.logs import configure_logging
 
@@ -231,7 +280,8 @@ def run() -> list[Figure]:
         targets = {"direct": (direct_url + PATH, {}),
                    "nginx": (proxy_url + PATH, {}),
                    "gateway": _route_world(stack, tmp / "disk", direct_url, worlds),
-                   "gateway-tmpfs": _route_world(stack, shm / "mem", direct_url, worlds)}
+                   "gateway-tmpfs": _route_world(stack, shm / "mem", direct_url, worlds),
+                   "gateway-process": _process_world(stack, tmp / "process", direct_url)}
         for name, (url, hdrs) in targets.items():
             answer = httpx.get(url, headers=hdrs, timeout=10)
             if answer.status_code != 200 or answer.json()["name"] != "tabard":
@@ -288,17 +338,23 @@ def _figures(results: dict[str, dict[str, list[float]]], audited: int, fsync_ms:
         "connections (throughput); each figure is the median round; loopback, 2 shared cores",
         "upstream: nginx, 1 worker, `return 200` with a "
         f"{len(BODY)}-byte JSON body; nginx proxy: 1 worker, keep-alive upstream",
-        "gateway: tests/integration/gateway_world.py build_world (uvicorn h11 on asyncio, as "
-        "`tabard gateway` serves it, logging configured as `tabard gateway` does), HTTP route; "
+        "gateway: tests/integration/gateway_world.py build_world (uvicorn, httptools on uvloop, "
+        "as `tabard gateway` serves it, logging configured as `tabard gateway` does), HTTP "
+        "route; "
         "per request: agent JWT-SVID + delegated AS token verified, blended Cedar decision, "
         "vault static credential injected (lease record), DLP `default` on the response, "
         "audit intent before forwarding and the final record after, both durable "
-        "(SQLite WAL, synchronous=FULL)",
+        "(SQLite WAL, synchronous=FULL); the answer waits for the intent's commit, the "
+        "outcome's follows it",
+        "`tabard gateway` process: its own process over a `tabard server`'s SQLite database "
+        "(tests/support/kill_world.py: server, node, gateway), the agent's JWT-SVID from the "
+        "node's Workload API, agent as principal (no user token), the same route, credential "
+        "and DLP; routes, secrets, leases, audit and signals in SQL as deployed",
         f"one fsync on the bench's disk (median, measured in this run): {fsync_ms:.2f} ms; "
         "`gateway-tmpfs` is the same gateway with its database on /dev/shm, where fsync is "
         "free: the gateway's own cost without the disk's",
         "added latency over direct: " + "; ".join(
-            added(n) for n in ("nginx", "gateway", "gateway-tmpfs")),
+            added(n) for n in ("nginx", "gateway", "gateway-tmpfs", "gateway-process")),
         "throughput at {CONNECTIONS} connections: ".replace("{CONNECTIONS}", str(CONNECTIONS))
         + ", ".join(f"{n} {med[n]['rps']:,.0f}/s" for n in med),
         "requests sent: " + ", ".join(f"{n} {c:,}" for n, c in sent.items())
@@ -319,12 +375,17 @@ def _figures(results: dict[str, dict[str, list[float]]], audited: int, fsync_ms:
         latency("gateway", 99, "gateway", True),
         latency("gateway-tmpfs", 50, "gateway, database on tmpfs", True),
         latency("gateway-tmpfs", 99, "gateway, database on tmpfs", True),
+        latency("gateway-process", 50, "`tabard gateway` process, agent as principal", True),
+        latency("gateway-process", 99, "`tabard gateway` process, agent as principal", True),
         latency("nginx", 50, "nginx proxy", False),
         latency("nginx", 99, "nginx proxy", False),
         Figure(f"gateway throughput, {CONNECTIONS} connections", med["gateway"]["rps"],
                "ops/s", "nginx reverse proxy", med["nginx"]["rps"], "reported"),
         Figure(f"gateway throughput, database on tmpfs, {CONNECTIONS} connections",
                med["gateway-tmpfs"]["rps"], "ops/s", "nginx reverse proxy",
+               med["nginx"]["rps"], "reported"),
+        Figure(f"`tabard gateway` process throughput, {CONNECTIONS} connections",
+               med["gateway-process"]["rps"], "ops/s", "nginx reverse proxy",
                med["nginx"]["rps"], "reported"),
         Figure(f"nginx proxy throughput, {CONNECTIONS} connections", med["nginx"]["rps"],
                "ops/s", "direct to the upstream", med["direct"]["rps"], "reported"),
