@@ -1,18 +1,29 @@
 """Verifying the JWTs the AS receives (user tokens, assertions, its own access tokens).
 
-PyJWT checks the signature with an allow-listed algorithm; the time claims are checked here
-against tabard's :class:`~tabard.clock.Clock` (PyJWT reads the system time), and audience and
-issuer rules differ per use, so each caller states them. JWT-SVIDs are verified by
-:func:`tabard.spiffe.verify_jwt_svid`, never here.
+PyJWT's algorithm objects check the signature with an allow-listed algorithm; the time
+claims are checked here against tabard's :class:`~tabard.clock.Clock` (PyJWT reads the system
+time), and audience and issuer rules differ per use, so each caller states them. JWT-SVIDs
+are verified by :func:`tabard.spiffe.verify_jwt_svid`, never here.
+
+The compact serialization (RFC 7515 §7.1) is split and decoded here, once per token, rather
+than by ``jwt.decode``: PyJWT checks each base64url segment's alphabet one character at a
+time in Python, which made a token's decoding cost more than its ECDSA verification (2 ms
+a token on the gateway's path, where every request carries two). A compiled pattern
+checks the same alphabet; PyJWT still does the cryptography.
 """
 
 from __future__ import annotations
 
+import binascii
+import json
+import re
+from base64 import urlsafe_b64decode
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt as pyjwt
+from jwt.algorithms import get_default_algorithms
 
 from tabard.authority import PublicKey
 
@@ -30,6 +41,10 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
 MAX_JWT_LENGTH = 16 * 1024
+_ALGORITHMS = {name: alg for name, alg in get_default_algorithms().items()
+               if name in ASYMMETRIC_ALGORITHMS}
+# base64url (RFC 7515 §2); the trailing "=" some issuers add is tolerated, as PyJWT does
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 KeyResolver = Callable[[Mapping[str, Any], Mapping[str, Any]], "tuple[Any, str] | None"]
 """``(header, unverified claims) -> (public key, algorithm)``, or None: no trusted key."""
@@ -45,18 +60,53 @@ class VerifiedJwt:
     claims: Mapping[str, Any]
 
 
-def unverified_claims(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims without any check: only to choose the key to verify with."""
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def _segment(segment: str, what: str) -> bytes:
+    stripped = segment.rstrip("=")
+    if (not _SEGMENT.fullmatch(segment) or len(stripped) % 4 == 1
+            or (stripped != segment and len(segment) % 4)):
+        raise JwtInvalid(f"not a JWT (its {what} is not base64url)")
+    try:
+        return urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except (binascii.Error, ValueError):
+        raise JwtInvalid(f"not a JWT (its {what} is not base64url)") from None
+
+
+def _object(segment: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_segment(segment, what))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise JwtInvalid(f"not a JWT (its {what} is not JSON)") from None
+    if not isinstance(value, dict):
+        raise JwtInvalid(f"the JWT {what} is not an object")
+    return value
+
+
+def _parse(token: str) -> _Parsed:
     if not isinstance(token, str) or not token or len(token) > MAX_JWT_LENGTH:
         raise JwtInvalid("not a JWT")
-    try:
-        header = pyjwt.get_unverified_header(token)
-        claims = pyjwt.decode(token, options={"verify_signature": False})
-    except pyjwt.PyJWTError as exc:
-        raise JwtInvalid(f"not a JWT ({exc.__class__.__name__})") from None
-    if not isinstance(claims, dict):
-        raise JwtInvalid("the JWT claims are not an object")
-    return header, claims
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise JwtInvalid("not a JWT (a JWS in compact form has three parts)")
+    header = _object(parts[0], "header")
+    claims = _object(parts[1], "claims")
+    signature = _segment(parts[2], "signature")
+    if "crit" in header:  # RFC 7515 §4.1.11: no extension is understood here
+        raise JwtInvalid("the JWT names critical header extensions")
+    return _Parsed(header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
+def unverified_claims(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims without any check: only to choose the key to verify with."""
+    parsed = _parse(token)
+    return parsed.header, parsed.claims
 
 
 def audiences_of(claims: Mapping[str, Any]) -> tuple[str, ...]:
@@ -88,7 +138,8 @@ def verify_jwt(
 ) -> VerifiedJwt:
     """Signature (asymmetric algorithms only), ``typ`` when given, required claims, ``exp``,
     ``nbf`` and a not-in-the-future ``iat``. Audience and issuer are the caller's."""
-    header, unverified = unverified_claims(token)
+    parsed = _parse(token)
+    header, unverified = parsed.header, parsed.claims
     alg = header.get("alg")
     if alg not in ASYMMETRIC_ALGORITHMS:
         raise JwtInvalid("the JWT is not signed with an allowed asymmetric algorithm")
@@ -103,16 +154,17 @@ def verify_jwt(
     key, key_alg = resolved
     if key_alg != alg:
         raise JwtInvalid("the JWT 'alg' does not match its key")
+    algorithm = _ALGORITHMS.get(alg)
+    if algorithm is None:
+        raise JwtInvalid("the JWT's algorithm is not available here")
     try:
-        claims = pyjwt.decode(
-            token, key, algorithms=[alg],
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                     "verify_aud": False, "verify_iss": False},
-        )
-    except pyjwt.InvalidSignatureError:
-        raise JwtInvalid("the JWT signature does not verify") from None
-    except pyjwt.PyJWTError as exc:
+        prepared = algorithm.prepare_key(key)
+        valid = algorithm.verify(parsed.signing_input, prepared, parsed.signature)
+    except (pyjwt.PyJWTError, TypeError, ValueError) as exc:
         raise JwtInvalid(f"the JWT cannot be verified ({exc.__class__.__name__})") from None
+    if not valid:
+        raise JwtInvalid("the JWT signature does not verify")
+    claims = unverified
     for name in required:
         if name not in claims:
             raise JwtInvalid(f"the JWT lacks the {name!r} claim")
