@@ -8,7 +8,8 @@ ARCHITECTURE §8 is p99 ≤ 200 ms, asserted here with room for a loaded 2-core 
 the other agents are served throughout. A gateway stopped and restarted during a
 suspension lets no call through; a server restarted right after a change keeps it, and
 the replicas keep following the log. On SQLite (gateways poll the log's head) with 100
-kills, and on PostgreSQL (``LISTEN``/``NOTIFY``) with 30.
+kills; the PostgreSQL path between processes (``LISTEN``/``NOTIFY``) is covered by the
+signal store's contract tests.
 """
 
 from __future__ import annotations
