@@ -6,6 +6,12 @@ top-level ``act.sub`` must be the authenticated instance, its ``cnf`` (RFC 8705)
 the client certificate when present, and its ``aud`` must name this route — or, in
 dual-token mode, the user's own token from an issuer the authorization server trusts, also
 audience-bound to this route. Any other token is refused: nothing is passed through.
+
+Agents' JWT-SVIDs go through one bounded verified-token cache per process
+(:class:`tabard.spiffe.JwtSvidCache`, keyed by the token's SHA-256): a hit re-checks the
+expiry, the audience and that the bundle served now still holds the signing key, so a
+retired key ends its tokens at once. The user token's cache is the authorization
+server's (:meth:`tabard.oauth.AuthorizationServer.verify_access_token`).
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ from tabard.gateway.errors import AgentUnauthenticatedError, UserTokenError
 from tabard.gateway.ports import TokenVerifier
 from tabard.oauth.jwts import JwtInvalid, unverified_claims
 from tabard.policy import Hop, Scope, ScopeError, agent_of_instance
-from tabard.spiffe import Bundle, JwtSvidError, X509SvidError, verify_jwt_svid, verify_x509_svid
+from tabard.spiffe import Bundle, JwtSvidCache, JwtSvidError, X509SvidError, verify_x509_svid
 
 __all__ = ["AGENT_TOKEN_HEADER", "AgentIdentity", "Caller", "authenticate_agent",
            "establish_user"]
 
 AGENT_TOKEN_HEADER = "tabard-agent-token"
 _LEEWAY = 30.0
+AGENT_TOKEN_CACHE = JwtSvidCache(size=10_000)
+"""The process's verified agent JWT-SVIDs (module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +68,10 @@ def _b64(data: bytes) -> str:
 
 
 def authenticate_agent(*, tls_chain: Sequence[bytes], agent_token: str | None,
-                       bundle: Callable[[], Bundle], audience: str, now: float
-                       ) -> AgentIdentity:
-    """The agent instance behind a request; :class:`AgentUnauthenticatedError` otherwise."""
+                       bundle: Callable[[], Bundle], audience: str, now: float,
+                       svids: JwtSvidCache = AGENT_TOKEN_CACHE) -> AgentIdentity:
+    """The agent instance behind a request; :class:`AgentUnauthenticatedError` otherwise.
+    JWT-SVIDs are verified through ``svids`` (module docstring)."""
     thumbprint = None
     if tls_chain:
         try:
@@ -75,7 +84,7 @@ def authenticate_agent(*, tls_chain: Sequence[bytes], agent_token: str | None,
         method, thumbprint = "x509-svid", _b64(hashlib.sha256(tls_chain[0]).digest())
     elif agent_token:
         try:
-            svid = verify_jwt_svid(agent_token, bundle(), audience, now=now, leeway=_LEEWAY)
+            svid = svids.verify(agent_token, bundle(), audience, now=now, leeway=_LEEWAY)
         except JwtSvidError as exc:
             raise AgentUnauthenticatedError(
                 f"the Tabard-Agent-Token is not a valid JWT-SVID for audience {audience}: "

@@ -14,7 +14,13 @@ from tabard.spiffe.bundle import (
 )
 from tabard.spiffe.errors import BundleError, JwtSvidError, SpiffeIdError, SvidError, X509SvidError
 from tabard.spiffe.id import SpiffeId, TrustDomain
-from tabard.spiffe.jwtsvid import ALLOWED_ALGORITHMS, JwtSvid, JwtSvidValidator, verify_jwt_svid
+from tabard.spiffe.jwtsvid import (
+    ALLOWED_ALGORITHMS,
+    JwtSvid,
+    JwtSvidCache,
+    JwtSvidValidator,
+    verify_jwt_svid,
+)
 from tabard.spiffe.x509svid import X509Svid, verify_x509_svid
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "BundleSource",
     "JwtAuthority",
     "JwtSvid",
+    "JwtSvidCache",
     "JwtSvidError",
     "JwtSvidValidator",
     "SpiffeId",
