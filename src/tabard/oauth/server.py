@@ -292,7 +292,8 @@ class AuthorizationServer:
     ) -> None:
         self._bundle = bundle
         # off unless given: only the composition root knows the deployment's freshness window
-        self.verified = verified_cache or VerifiedTokenCache(window=0)
+        self.verified = (verified_cache if verified_cache is not None
+                         else VerifiedTokenCache(window=0))
         self._audit = audit
         self._keys = keys
         self._tokens = tokens

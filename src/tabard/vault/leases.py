@@ -64,6 +64,7 @@ class Leases:
         self._writer: threading.Thread | None = None
         self._closed = False
         self._start_lock = threading.Lock()
+        self.overflowed = 0  # leases inserted synchronously because the queue was full
 
     # --- write-behind ---------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Leases:
             self._queue.put_nowait(lease)
         except queue.Full:
             self._done(1)
+            self.overflowed += 1
             return False
         return True
 
