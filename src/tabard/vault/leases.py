@@ -22,6 +22,7 @@ before the revocation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -57,7 +58,8 @@ class Leases:
                  batch_size: int = 500) -> None:
         self._store, self._clock = store, clock
         self._interval = write_behind.total_seconds() if write_behind else None
-        self._queue: queue.Queue[Lease] = queue.Queue(maxsize=max(1, queue_size))
+        # None is a flush's nudge: write what was collected now, without waiting
+        self._queue: queue.Queue[Lease | None] = queue.Queue(maxsize=max(1, queue_size))
         self._batch_size = max(1, batch_size)
         self._pending = 0  # queued or being written
         self._drained = threading.Condition()
@@ -97,15 +99,20 @@ class Leases:
         interval = self._interval or 0.0
         while True:
             first = self._queue.get()
+            if first is None:
+                continue
             batch = [first]
             deadline = time.monotonic() + interval
             while len(batch) < self._batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0
-                                 else self._queue.get_nowait())
+                    item = (self._queue.get(timeout=remaining) if remaining > 0
+                            else self._queue.get_nowait())
                 except queue.Empty:
                     break
+                if item is None:
+                    break
+                batch.append(item)
             delay = 0.05
             while True:
                 try:
@@ -120,6 +127,10 @@ class Leases:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every lease recorded so far is in the store; False on ``timeout``."""
         end = time.monotonic() + timeout
+        if self._pending > 0:
+            # the writer stops collecting and writes (a full queue: it writes full batches)
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
         with self._drained:
             while self._pending > 0:
                 remaining = end - time.monotonic()
