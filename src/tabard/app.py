@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,9 @@ from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
 from tabard.signals import (
+    Change,
     KillAction,
+    KillEntry,
     KillSwitch,
     KillTarget,
     SignalEvent,
@@ -487,9 +490,12 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     oauth = build_oauth(settings, db, clock, authority, key_manager, agents.agents,
                         directory.people, audit=audit)
     vault = build_vault(db, clock, kek, settings)
+    signals = _LocalSignalStore(db)
     kill = build_kill_switch(settings, db, clock, hub, agents=agents.agents, audit=audit,
-                             leases=vault.leases, tokens_revoked=oauth.forget_verified)
-    _follow_for_gateway_caches(hub, agents, directory.people, oauth, vault.leases)
+                             leases=vault.leases, tokens_revoked=oauth.forget_verified,
+                             store=signals)
+    _follow_for_gateway_caches(hub, agents, directory.people, oauth, vault.leases,
+                               signals.committed)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
@@ -985,10 +991,26 @@ def _agent_owner(agents: AgentService) -> Callable[[str], str | None]:
 
 
 
+class _LocalSignalStore(SqlSignalStore):
+    """The kill switch's signal store, remembering the events this process committed (its
+    own effects revoke for them; see ``_follow_for_gateway_caches``)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.committed: set[int] = set()
+
+    def commit(self, target: KillTarget, at: datetime,
+               decide: Callable[[tuple[KillEntry, ...]], Change]) -> SignalEvent:
+        event = super().commit(target, at, decide)
+        self.committed.add(event.id)
+        return event
+
+
 def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: SignalHub, *,
                       agents: AgentService, audit: AuditLog | None,
                       leases: Leases,
-                      tokens_revoked: Callable[[], None] | None = None) -> KillSwitch:
+                      tokens_revoked: Callable[[], None] | None = None,
+                      store: SqlSignalStore | None = None) -> KillSwitch:
     """The kill switch over the signal log, with its effects and the suspension hooks of
     ``<data_dir>/hooks/suspend`` (``docs/design/kill-switch.md``); ``tokens_revoked`` is
     called after its effects revoked tokens (the AS drops its verified-token cache)."""
@@ -996,20 +1018,23 @@ def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: Signa
                           TrustDomain(settings.trust_domain), tokens_revoked=tokens_revoked)
     hooks = SuspendHookRunner(settings.data_dir / "hooks",
                               timeout=settings.agents.hook_timeout.total_seconds())
-    return KillSwitch(SqlSignalStore(db), hub, clock,
+    return KillSwitch(store or SqlSignalStore(db), hub, clock,
                       audit=KillAuditTrail(audit) if audit is not None else None,
                       effects=effects, hooks=hooks)
 
 
 def _follow_for_gateway_caches(hub: SignalHub, agents: AgentServices,
                                people: DirectoryService, oauth: AuthorizationServer,
-                               leases: Leases) -> None:
+                               leases: Leases, committed: set[int]) -> None:
     """Keep the gateway's per-request caches honest in this process: the AS's verified
     tokens are dropped on every kill-switch event (from any replica), agent change and
-    directory change; on an agent's or instance's suspension heard from the signal log, the
-    target's leases are revoked again here once this process's queued leases are written,
-    which catches a lease this process issued just before a revocation another process
-    made (``tabard.vault.leases``, write-behind)."""
+    directory change; on an agent's or instance's suspension made by another process and
+    heard from the signal log, the target's leases are revoked again here once this
+    process's queued leases are written, which catches a lease this process issued just
+    before that process revoked (``tabard.vault.leases``, write-behind). A suspension made
+    here (its id in ``committed``) is left to the kill switch's own effects, which flush
+    first."""
+    local = committed
     agents.changes.subscribe(lambda _name: oauth.forget_verified())
     people.on_change(oauth.forget_verified)
 
@@ -1025,6 +1050,7 @@ def _follow_for_gateway_caches(hub: SignalHub, agents: AgentServices,
     def on_event(event: SignalEvent) -> None:
         oauth.forget_verified()
         if (leases.write_behind and event.action is KillAction.SUSPEND
+                and event.id not in local
                 and event.target.kind in (TargetKind.AGENT, TargetKind.INSTANCE)):
             threading.Thread(target=revoke_again, args=(event.target,), daemon=True,
                              name="tabard-lease-revoke").start()
