@@ -10,7 +10,9 @@ audience-bound to this route. Any other token is refused: nothing is passed thro
 Agents' JWT-SVIDs go through one bounded verified-token cache per process
 (:class:`tabard.spiffe.JwtSvidCache`, keyed by the token's SHA-256): a hit re-checks the
 expiry, the audience and that the bundle served now still holds the signing key, so a
-retired key ends its tokens at once. The user token's cache is the authorization
+retired key ends its tokens at once. Client certificate chains likewise
+(:class:`tabard.spiffe.X509SvidCache`): a hit needs the same bundle authorities and a time
+inside every certificate's validity. The user token's cache is the authorization
 server's (:meth:`tabard.oauth.AuthorizationServer.verify_access_token`).
 """
 
@@ -25,14 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cryptography import x509
-
 from tabard.errors import Unauthenticated
 from tabard.gateway.errors import AgentUnauthenticatedError, UserTokenError
 from tabard.gateway.ports import TokenVerifier
 from tabard.oauth.jwts import JwtInvalid, unverified_claims
 from tabard.policy import Hop, Scope, ScopeError, agent_of_instance
-from tabard.spiffe import Bundle, JwtSvidCache, JwtSvidError, X509SvidError, verify_x509_svid
+from tabard.spiffe import Bundle, JwtSvidCache, JwtSvidError, X509SvidCache, X509SvidError
 
 __all__ = ["AGENT_TOKEN_HEADER", "AgentIdentity", "Caller", "authenticate_agent",
            "establish_user"]
@@ -41,6 +41,8 @@ AGENT_TOKEN_HEADER = "tabard-agent-token"
 _LEEWAY = 30.0
 AGENT_TOKEN_CACHE = JwtSvidCache(size=10_000)
 """The process's verified agent JWT-SVIDs (module docstring)."""
+AGENT_CERT_CACHE = X509SvidCache(size=10_000)
+"""The process's verified agent X509-SVID chains (module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +73,16 @@ def _b64(data: bytes) -> str:
 
 def authenticate_agent(*, tls_chain: Sequence[bytes], agent_token: str | None,
                        bundle: Callable[[], Bundle], audience: str, now: float,
-                       svids: JwtSvidCache = AGENT_TOKEN_CACHE) -> AgentIdentity:
+                       svids: JwtSvidCache = AGENT_TOKEN_CACHE,
+                       certs: X509SvidCache = AGENT_CERT_CACHE) -> AgentIdentity:
     """The agent instance behind a request; :class:`AgentUnauthenticatedError` otherwise.
-    JWT-SVIDs are verified through ``svids`` (module docstring)."""
+    JWT-SVIDs are verified through ``svids``, client certificates through ``certs``
+    (module docstring)."""
     thumbprint = None
     if tls_chain:
         try:
-            chain = [x509.load_der_x509_certificate(der) for der in tls_chain]
-            spiffe_id = str(verify_x509_svid(chain, bundle(),
-                                             at=datetime.fromtimestamp(now, UTC)))
+            spiffe_id = str(certs.verify(tls_chain, bundle(),
+                                         at=datetime.fromtimestamp(now, UTC)))
         except (ValueError, X509SvidError) as exc:
             raise AgentUnauthenticatedError(
                 f"the client certificate is not a valid X509-SVID: {exc}") from None

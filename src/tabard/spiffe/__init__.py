@@ -21,7 +21,7 @@ from tabard.spiffe.jwtsvid import (
     JwtSvidValidator,
     verify_jwt_svid,
 )
-from tabard.spiffe.x509svid import X509Svid, verify_x509_svid
+from tabard.spiffe.x509svid import X509Svid, X509SvidCache, verify_x509_svid
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -41,6 +41,7 @@ __all__ = [
     "SvidError",
     "TrustDomain",
     "X509Svid",
+    "X509SvidCache",
     "X509SvidError",
     "verify_jwt_svid",
     "verify_x509_svid",
