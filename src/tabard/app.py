@@ -1034,7 +1034,6 @@ def _follow_for_gateway_caches(hub: SignalHub, agents: AgentServices,
     before that process revoked (``tabard.vault.leases``, write-behind). A suspension made
     here (its id in ``committed``) is left to the kill switch's own effects, which flush
     first."""
-    local = committed
     agents.changes.subscribe(lambda _name: oauth.forget_verified())
     people.on_change(oauth.forget_verified)
 
@@ -1049,8 +1048,10 @@ def _follow_for_gateway_caches(hub: SignalHub, agents: AgentServices,
 
     def on_event(event: SignalEvent) -> None:
         oauth.forget_verified()
+        if event.id in committed:  # each event is published once per process
+            committed.discard(event.id)
+            return
         if (leases.write_behind and event.action is KillAction.SUSPEND
-                and event.id not in local
                 and event.target.kind in (TargetKind.AGENT, TargetKind.INSTANCE)):
             threading.Thread(target=revoke_again, args=(event.target,), daemon=True,
                              name="tabard-lease-revoke").start()
