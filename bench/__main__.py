@@ -19,6 +19,7 @@ from rich.table import Table
 from bench import audit, authority, instances, killswitch, oauth, policy, registry, workload
 from bench import dlp as dlp_bench
 from bench import gateway as gateway_bench
+from bench import gatewayauth as gatewayauth_bench
 from bench.harness import Figure
 
 SUITES: dict[str, Callable[[], list[Figure]]] = {
@@ -32,6 +33,7 @@ SUITES: dict[str, Callable[[], list[Figure]]] = {
     "audit": audit.run,
     "killswitch": killswitch.run,
     "gateway": gateway_bench.run,
+    "gatewayauth": gatewayauth_bench.run,
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

@@ -11,8 +11,10 @@ import builtins
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from tabard.oauth import (
     RegistryAgents,
     SigningKeys,
     TrustedIssuer,
+    VerifiedTokenCache,
     remote_jwks_resolver,
 )
 from tabard.policy import (
@@ -90,8 +93,12 @@ from tabard.server import ServerServices, create_app
 from tabard.server.listeners import Endpoints, Listener, serve_listeners
 from tabard.server.tls import NodeApiTls
 from tabard.signals import (
+    Change,
+    KillAction,
+    KillEntry,
     KillSwitch,
     KillTarget,
+    SignalEvent,
     SignalHub,
     SuspendHookRunner,
     TargetKind,
@@ -334,9 +341,18 @@ class VaultServices:
     leases: Leases
 
 
-def build_vault(db: Database, clock: Clock, kek: bytes) -> VaultServices:
-    return VaultServices(Vault(SqlSecretStore(db), EnvelopeCipher(kek), clock),
-                         Leases(SqlLeaseStore(db), clock))
+def build_vault(db: Database, clock: Clock, kek: bytes,
+                settings: Settings | None = None) -> VaultServices:
+    """Secrets and leases; ``[vault]`` (when given) sets the reveal cache and the leases'
+    write-behind (``docs/design/gateway.md``, "A request")."""
+    if settings is None:
+        return VaultServices(Vault(SqlSecretStore(db), EnvelopeCipher(kek), clock),
+                             Leases(SqlLeaseStore(db), clock))
+    v = settings.vault
+    return VaultServices(
+        Vault(SqlSecretStore(db), EnvelopeCipher(kek), clock, reveal_ttl=v.reveal_cache_ttl),
+        Leases(SqlLeaseStore(db), clock, write_behind=v.lease_write_behind or None,
+               queue_size=v.lease_queue_size))
 
 
 @dataclass
@@ -394,6 +410,7 @@ class ControlPlane:
         return self.admin_tokens.create("bootstrap")
 
     def close(self) -> None:
+        self.vault.leases.close()  # write the leases still queued (write-behind)
         if self.audit is not None:
             self.audit.close()
         self.db.dispose()
@@ -420,6 +437,8 @@ def build_oauth(settings: Settings, db: Database, clock: Clock, authority: Autho
         users=DirectoryUsers(people), clock=clock, access_token_ttl=o.access_token_ttl,
         max_chain_depth=o.max_chain_depth, trusted_issuers=trusted,
         allowed_resources=o.allowed_resources, demo_keys=demo, issuer=o.issuer, audit=audit,
+        verified_cache=VerifiedTokenCache(window=o.verified_token_window.total_seconds(),
+                                          size=o.verified_token_cache_size),
     )
 
 
@@ -470,9 +489,13 @@ def build_control_plane(settings: Settings, *, clock: Clock | None = None) -> Co
     hub.subscribe(policies.engine.facts_changed)  # after the kill list has the event
     oauth = build_oauth(settings, db, clock, authority, key_manager, agents.agents,
                         directory.people, audit=audit)
-    vault = build_vault(db, clock, kek)
+    vault = build_vault(db, clock, kek, settings)
+    signals = _LocalSignalStore(db)
     kill = build_kill_switch(settings, db, clock, hub, agents=agents.agents, audit=audit,
-                             leases=vault.leases)
+                             leases=vault.leases, tokens_revoked=oauth.forget_verified,
+                             store=signals)
+    _follow_for_gateway_caches(hub, agents, directory.people, oauth, vault.leases,
+                               signals.committed)
     return ControlPlane(settings, db, clock, authority,
                         AdminTokenService(SqlAdminTokenStore(db), clock), registry,
                         inventory=build_inventory(db, clock), directory=directory,
@@ -869,7 +892,9 @@ class KillEffects:
     and the vault's leases (``tabard.signals.KillEffects``)."""
 
     def __init__(self, agents: AgentService, tokens: SqlOAuthTokenStore, leases: Leases,
-                 clock: Clock, trust_domain: TrustDomain) -> None:
+                 clock: Clock, trust_domain: TrustDomain,
+                 tokens_revoked: Callable[[], None] | None = None) -> None:
+        self._tokens_revoked = tokens_revoked
         self._agents = agents
         self._tokens = tokens
         self._leases = leases
@@ -894,6 +919,13 @@ class KillEffects:
         return True
 
     def revoke(self, target: KillTarget) -> dict[str, int]:
+        try:
+            return self._revoke(target)
+        finally:
+            if self._tokens_revoked is not None:
+                self._tokens_revoked()
+
+    def _revoke(self, target: KillTarget) -> dict[str, int]:
         from tabard.store.oauth import revoke_for_principal
 
         now = self._clock.now()
@@ -971,18 +1003,72 @@ def _agent_owner(agents: AgentService) -> Callable[[str], str | None]:
 
 
 
+class _LocalSignalStore(SqlSignalStore):
+    """The kill switch's signal store, remembering the events this process committed (its
+    own effects revoke for them; see ``_follow_for_gateway_caches``)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.committed: set[int] = set()
+
+    def commit(self, target: KillTarget, at: datetime,
+               decide: Callable[[tuple[KillEntry, ...]], Change]) -> SignalEvent:
+        event = super().commit(target, at, decide)
+        self.committed.add(event.id)
+        return event
+
+
 def build_kill_switch(settings: Settings, db: Database, clock: Clock, hub: SignalHub, *,
                       agents: AgentService, audit: AuditLog | None,
-                      leases: Leases) -> KillSwitch:
+                      leases: Leases,
+                      tokens_revoked: Callable[[], None] | None = None,
+                      store: SqlSignalStore | None = None) -> KillSwitch:
     """The kill switch over the signal log, with its effects and the suspension hooks of
-    ``<data_dir>/hooks/suspend`` (``docs/design/kill-switch.md``)."""
+    ``<data_dir>/hooks/suspend`` (``docs/design/kill-switch.md``); ``tokens_revoked`` is
+    called after its effects revoked tokens (the AS drops its verified-token cache)."""
     effects = KillEffects(agents, SqlOAuthTokenStore(db), leases, clock,
-                          TrustDomain(settings.trust_domain))
+                          TrustDomain(settings.trust_domain), tokens_revoked=tokens_revoked)
     hooks = SuspendHookRunner(settings.data_dir / "hooks",
                               timeout=settings.agents.hook_timeout.total_seconds())
-    return KillSwitch(SqlSignalStore(db), hub, clock,
+    return KillSwitch(store or SqlSignalStore(db), hub, clock,
                       audit=KillAuditTrail(audit) if audit is not None else None,
                       effects=effects, hooks=hooks)
+
+
+def _follow_for_gateway_caches(hub: SignalHub, agents: AgentServices,
+                               people: DirectoryService, oauth: AuthorizationServer,
+                               leases: Leases, committed: set[int]) -> None:
+    """Keep the gateway's per-request caches honest in this process: the AS's verified
+    tokens are dropped on every kill-switch event (from any replica), agent change and
+    directory change; on an agent's or instance's suspension made by another process and
+    heard from the signal log, the target's leases are revoked again here once this
+    process's queued leases are written, which catches a lease this process issued just
+    before that process revoked (``tabard.vault.leases``, write-behind). A suspension made
+    here (its id in ``committed``) is left to the kill switch's own effects, which flush
+    first."""
+    agents.changes.subscribe(lambda _name: oauth.forget_verified())
+    people.on_change(oauth.forget_verified)
+
+    def revoke_again(target: KillTarget) -> None:
+        try:
+            if target.kind is TargetKind.AGENT:
+                leases.revoke_agent(target.value)
+            else:
+                leases.revoke_instance(target.value)
+        except Exception:
+            log.exception("revoking the leases of %s again failed", target)
+
+    def on_event(event: SignalEvent) -> None:
+        oauth.forget_verified()
+        if event.id in committed:  # each event is published once per process
+            committed.discard(event.id)
+            return
+        if (leases.write_behind and event.action is KillAction.SUSPEND
+                and event.target.kind in (TargetKind.AGENT, TargetKind.INSTANCE)):
+            threading.Thread(target=revoke_again, args=(event.target,), daemon=True,
+                             name="tabard-lease-revoke").start()
+
+    hub.subscribe(on_event)
 
 
 async def _signals_loop(plane: ControlPlane) -> None:

@@ -175,8 +175,26 @@ class TrustedIssuerSettings(_Section):
     require_directory_user: bool = False
 
 
+def parse_window(value: str | int | float | timedelta) -> timedelta:
+    """A duration that may be zero (``0``, ``"0s"``, ``"off"``: the feature is off)."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if value.strip().lower() == "off" or (match and float(match.group(1)) == 0):
+            return timedelta(0)
+    elif isinstance(value, timedelta):
+        if value == timedelta(0):
+            return value
+    elif isinstance(value, int | float) and not isinstance(value, bool) and value == 0:
+        return timedelta(0)
+    return parse_duration(value)
+
+
 class OAuthSettings(_Section):
-    """The OAuth 2 authorization server (``docs/design/oauth.md``)."""
+    """The OAuth 2 authorization server (``docs/design/oauth.md``).
+    ``verified_token_window``: how long a resource server in this process (the gateway)
+    reuses an access token's verification — the longest a revocation or a lifecycle change
+    made by another process goes unseen (``0`` verifies every request);
+    ``verified_token_cache_size`` bounds the tokens kept."""
 
     access_token_ttl: Duration = timedelta(minutes=5)
     max_chain_depth: int = Field(default=4, ge=1, le=16)
@@ -184,11 +202,21 @@ class OAuthSettings(_Section):
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list, max_length=32)
     allowed_resources: list[str] = Field(default_factory=list, max_length=256)
     demo_issuer: bool = False
+    verified_token_window: Duration = timedelta(seconds=1)
+    verified_token_cache_size: int = Field(default=10_000, ge=0, le=1_000_000)
 
     @field_validator("access_token_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
+
+    @field_validator("verified_token_window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        window = parse_window(value)
+        if window > timedelta(seconds=60):
+            raise ValueError("verified_token_window is at most 60s")
+        return window
 
 
 class GatewayCredentialSettings(_Section):
@@ -230,6 +258,27 @@ class GatewaySettings(_Section):
     routes: list[GatewayRouteSettings] = Field(default_factory=list, max_length=1024)
 
 
+class VaultSettings(_Section):
+    """The vault (``docs/design/vault.md``) in a process that issues credentials (the
+    gateway): ``reveal_cache_ttl`` keeps a revealed secret value in memory that long (a
+    rotation or deletion by another process is seen within it; ``0`` reads every time);
+    ``lease_write_behind`` writes lease records in batches at most that long after they are
+    issued instead of one transaction per request (``0``: synchronously), with at most
+    ``lease_queue_size`` waiting (beyond that a lease is written synchronously)."""
+
+    reveal_cache_ttl: Duration = timedelta(seconds=5)
+    lease_write_behind: Duration = timedelta(milliseconds=20)
+    lease_queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("reveal_cache_ttl", "lease_write_behind", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        window = parse_window(value)
+        if window > timedelta(seconds=60):
+            raise ValueError("at most 60s")
+        return window
+
+
 class Settings(_Section):
     trust_domain: str = "tabard.local"
     data_dir: Path = Path(".tabard")
@@ -244,6 +293,7 @@ class Settings(_Section):
     audit: AuditSettings = AuditSettings()
     gateway: GatewaySettings = GatewaySettings()
     signals: SignalsSettings = SignalsSettings()
+    vault: VaultSettings = VaultSettings()
 
     @field_validator("trust_domain")
     @classmethod

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tabard.audit import AuditLog
 from tabard.authority import Authority, MemoryKeyManager
 from tabard.clock import SystemClock
+from tabard.config import Settings
 from tabard.gateway import CredentialBroker, Gateway, GatewayConfig
 from tabard.oauth import (
     ASSERTION_JWT_SPIFFE,
@@ -28,6 +29,7 @@ from tabard.oauth import (
     AuthorizationServer,
     DownstreamJwtSigner,
     SigningKeys,
+    VerifiedTokenCache,
 )
 from tabard.policy import (
     AgentFacts,
@@ -52,6 +54,7 @@ from tests.fakes.gateway import (
 )
 from tests.fakes.oauth import FakeAgents, FakeUsers, InMemoryClientStore, InMemoryTokenStore
 
+DEFAULTS = Settings()
 TD = TrustDomain("demo.example")
 AS_ISSUER = "https://as.demo.example"
 INSTANCE = SpiffeId.parse("spiffe://demo.example/agent/assistant/instance/7")
@@ -242,7 +245,10 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
         bundle=authority.bundle, keys=SigningKeys(km, "oauth-as", clock),
         tokens=InMemoryTokenStore(), clients=InMemoryClientStore(), agents=agents,
         users=FakeUsers(alice=True, bob=True), clock=clock,
-        demo_keys=SigningKeys(km, "oauth-demo", clock), issuer=AS_ISSUER)
+        demo_keys=SigningKeys(km, "oauth-demo", clock), issuer=AS_ISSUER,
+        verified_cache=VerifiedTokenCache(  # the hot-path caches as `tabard gateway` has them
+            window=DEFAULTS.oauth.verified_token_window.total_seconds(),
+            size=DEFAULTS.oauth.verified_token_cache_size))
     facts = StaticFacts.of(
         agents=[AgentFacts("assistant", "active", DelegationMode.HYBRID,
                            frozenset({"jira.create_issue", "github.read_repo",
@@ -255,9 +261,11 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
     db = Database(f"sqlite:///{tmp / 'gateway.db'}")
     db.migrate()
     audit = AuditLog(SqlAuditStore(db), clock, trust_domain=TD.name, timeout=10)
-    vault = Vault(SqlSecretStore(db), EnvelopeCipher(b"gateway-test-kek-0123"), clock)
+    vault = Vault(SqlSecretStore(db), EnvelopeCipher(b"gateway-test-kek-0123"), clock,
+                  reveal_ttl=DEFAULTS.vault.reveal_cache_ttl)
     vault.put("demo-upstream-key", UPSTREAM_SECRET.encode())
-    leases = Leases(SqlLeaseStore(db), clock)
+    leases = Leases(SqlLeaseStore(db), clock, write_behind=DEFAULTS.vault.lease_write_behind,
+                    queue_size=DEFAULTS.vault.lease_queue_size)
     sse_upstream, json_upstream = mcp_upstream(json_response=False), mcp_upstream(
         json_response=True)
     served = [serve(sse_upstream), serve(json_upstream)]
@@ -295,5 +303,6 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
     finally:
         for s in reversed(served):
             s.stop()
+        leases.close()
         audit.close()
         db.dispose()

@@ -28,6 +28,7 @@ Every pattern has bounded repetition so that :data:`MAX_MATCH` bounds the held-b
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
 from collections import Counter
@@ -301,6 +302,13 @@ class Findings:
         return dict(sorted(self.counts.items()))
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(kinds: frozenset[str]) -> list[tuple[re.Pattern[str], str, Refine | None]]:
+    """The detectors of a set of kinds, compiled: a scanner is built per gateway request,
+    this is built once per profile. Scanners only read the list."""
+    return [(re.compile(d.pattern), d.kind, d.refine) for d in DETECTORS if d.kind in kinds]
+
+
 class DlpScanner:
     """One profile's detectors, compiled once; each scans the text in its own pass (a pass
     for a pattern that starts with a literal runs at memory speed) and overlaps are
@@ -308,8 +316,7 @@ class DlpScanner:
 
     def __init__(self, profile: DlpProfile | None = None) -> None:
         self.profile = profile or PROFILES["default"]
-        self._detectors = [(re.compile(d.pattern), d.kind, d.refine)
-                           for d in DETECTORS if d.kind in self.profile.kinds]
+        self._detectors = _compiled(frozenset(self.profile.kinds))
 
     def _matches(self, text: str, pos: int = 0, endpos: int | None = None
                  ) -> list[tuple[int, int, str]]:

@@ -6,31 +6,43 @@ top-level ``act.sub`` must be the authenticated instance, its ``cnf`` (RFC 8705)
 the client certificate when present, and its ``aud`` must name this route — or, in
 dual-token mode, the user's own token from an issuer the authorization server trusts, also
 audience-bound to this route. Any other token is refused: nothing is passed through.
+
+Agents' JWT-SVIDs go through one bounded verified-token cache per process
+(:class:`tabard.spiffe.JwtSvidCache`, keyed by the token's SHA-256): a hit re-checks the
+expiry, the audience and that the bundle served now still holds the signing key, so a
+retired key ends its tokens at once. Client certificate chains likewise
+(:class:`tabard.spiffe.X509SvidCache`): a hit needs the same bundle authorities and a time
+inside every certificate's validity. The user token's cache is the authorization
+server's (:meth:`tabard.oauth.AuthorizationServer.verify_access_token`).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from cryptography import x509
 
 from tabard.errors import Unauthenticated
 from tabard.gateway.errors import AgentUnauthenticatedError, UserTokenError
 from tabard.gateway.ports import TokenVerifier
 from tabard.oauth.jwts import JwtInvalid, unverified_claims
 from tabard.policy import Hop, Scope, ScopeError, agent_of_instance
-from tabard.spiffe import Bundle, JwtSvidError, X509SvidError, verify_jwt_svid, verify_x509_svid
+from tabard.spiffe import Bundle, JwtSvidCache, JwtSvidError, X509SvidCache, X509SvidError
 
 __all__ = ["AGENT_TOKEN_HEADER", "AgentIdentity", "Caller", "authenticate_agent",
            "establish_user"]
 
 AGENT_TOKEN_HEADER = "tabard-agent-token"
 _LEEWAY = 30.0
+AGENT_TOKEN_CACHE = JwtSvidCache(size=10_000)
+"""The process's verified agent JWT-SVIDs (module docstring)."""
+AGENT_CERT_CACHE = X509SvidCache(size=10_000)
+"""The process's verified agent X509-SVID chains (module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,22 +72,24 @@ def _b64(data: bytes) -> str:
 
 
 def authenticate_agent(*, tls_chain: Sequence[bytes], agent_token: str | None,
-                       bundle: Callable[[], Bundle], audience: str, now: float
-                       ) -> AgentIdentity:
-    """The agent instance behind a request; :class:`AgentUnauthenticatedError` otherwise."""
+                       bundle: Callable[[], Bundle], audience: str, now: float,
+                       svids: JwtSvidCache = AGENT_TOKEN_CACHE,
+                       certs: X509SvidCache = AGENT_CERT_CACHE) -> AgentIdentity:
+    """The agent instance behind a request; :class:`AgentUnauthenticatedError` otherwise.
+    JWT-SVIDs are verified through ``svids``, client certificates through ``certs``
+    (module docstring)."""
     thumbprint = None
     if tls_chain:
         try:
-            chain = [x509.load_der_x509_certificate(der) for der in tls_chain]
-            spiffe_id = str(verify_x509_svid(chain, bundle(),
-                                             at=datetime.fromtimestamp(now, UTC)))
+            spiffe_id = str(certs.verify(tls_chain, bundle(),
+                                         at=datetime.fromtimestamp(now, UTC)))
         except (ValueError, X509SvidError) as exc:
             raise AgentUnauthenticatedError(
                 f"the client certificate is not a valid X509-SVID: {exc}") from None
         method, thumbprint = "x509-svid", _b64(hashlib.sha256(tls_chain[0]).digest())
     elif agent_token:
         try:
-            svid = verify_jwt_svid(agent_token, bundle(), audience, now=now, leeway=_LEEWAY)
+            svid = svids.verify(agent_token, bundle(), audience, now=now, leeway=_LEEWAY)
         except JwtSvidError as exc:
             raise AgentUnauthenticatedError(
                 f"the Tabard-Agent-Token is not a valid JWT-SVID for audience {audience}: "
@@ -120,6 +134,36 @@ def _audiences(claims: Mapping[str, Any]) -> tuple[str, ...]:
     return ()
 
 
+# The unverified ``iss`` of bearer tokens by SHA-256: a pure function of the token, memoised
+# because decoding the payload (base64 + JSON) costs tens of µs per request; emptied when full.
+_ISSUERS: dict[bytes, object] = {}
+_ISSUERS_SIZE = 4096
+
+
+def _issuer_of(token: str) -> object:
+    """The unverified ``iss`` of a compact JWT; None when the payload does not decode (the
+    caller then asks PyJWT, for its error). It only picks the verifier, which checks
+    everything."""
+    key = hashlib.sha256(token.encode()).digest()
+    found = _ISSUERS.get(key, _ISSUERS)
+    if found is not _ISSUERS:
+        return found
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    if issuer is not None:
+        if len(_ISSUERS) >= _ISSUERS_SIZE:
+            _ISSUERS.clear()
+        _ISSUERS[key] = issuer
+    return issuer
+
+
 def establish_user(authorization: str | None, agent: AgentIdentity, *,
                    verifier: TokenVerifier | None, audience: str) -> Caller:
     """The user context of ``Authorization`` (module docstring); none: agent-as-principal
@@ -133,12 +177,15 @@ def establish_user(authorization: str | None, agent: AgentIdentity, *,
         raise UserTokenError("Authorization must be 'Bearer <access token>'")
     if verifier is None:
         raise UserTokenError("this gateway accepts no user tokens")
+    issuer = _issuer_of(token)
+    if issuer is None:
+        try:
+            _header, unverified = unverified_claims(token)
+        except JwtInvalid:
+            raise UserTokenError("the bearer token is not a JWT") from None
+        issuer = unverified.get("iss")
     try:
-        _header, unverified = unverified_claims(token)
-    except JwtInvalid:
-        raise UserTokenError("the bearer token is not a JWT") from None
-    try:
-        if unverified.get("iss") == verifier.issuer:
+        if issuer == verifier.issuer:
             claims = verifier.verify_access_token(token)
             kind = "delegated"
         else:

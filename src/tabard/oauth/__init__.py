@@ -49,6 +49,7 @@ from tabard.oauth.server import (
     DownstreamJwtSigner,
     agent_name_of,
 )
+from tabard.oauth.verified import VerifiedTokenCache
 
 __all__ = [
     "ASSERTION_JWT_BEARER",
@@ -90,6 +91,7 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedTokenType",
     "UserLookup",
+    "VerifiedTokenCache",
     "agent_name_of",
     "public_jwk",
     "remote_jwks_resolver",

@@ -64,6 +64,7 @@ from tabard.oauth.ports import (
     TokenStore,
     UserLookup,
 )
+from tabard.oauth.verified import VerifiedTokenCache
 from tabard.policy.scopes import Scope, ScopeError
 from tabard.spiffe import (
     Bundle,
@@ -287,8 +288,12 @@ class AuthorizationServer:
         demo_keys: SigningKeys | None = None,
         issuer: str | None = None,
         audit: AuditLog | None = None,
+        verified_cache: VerifiedTokenCache | None = None,
     ) -> None:
         self._bundle = bundle
+        # off unless given: only the composition root knows the deployment's freshness window
+        self.verified = (verified_cache if verified_cache is not None
+                         else VerifiedTokenCache(window=0))
         self._audit = audit
         self._keys = keys
         self._tokens = tokens
@@ -990,18 +995,59 @@ class AuthorizationServer:
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of an active access token of this AS: signature with its keys, ``typ``
         ``at+jwt``, issuer, expiry and the token record (known, unrevoked). Anything else is
-        :class:`InvalidToken`. Used by resource servers in the same process (the gateway)."""
+        :class:`InvalidToken`. Used by resource servers in the same process (the gateway).
+
+        A token that passed is served from :attr:`verified` (:mod:`tabard.oauth.verified`)
+        until its expiry or the cache's freshness window, whichever comes first; every check
+        of :meth:`_verify_own` (record, revocation, user and agent lifecycle) runs again
+        after that, and at once after :meth:`forget_verified`."""
+        cache = self.verified
+        if not cache.enabled:
+            return dict(self._checked_own(token)[1])
+        now = self._clock.timestamp()
+        key = cache.key(token)
+        hit = cache.get(key, now)
+        if hit is not None:
+            return dict(hit)
+        generation = cache.generation
+        record, claims = self._checked_own(token)
+        cache.put(key, claims, now=now, generation=generation,
+                  expires=min(record.expires_at.timestamp(), float(claims["exp"])))
+        return dict(claims)
+
+    def _checked_own(self, token: str) -> tuple[IssuedToken, Mapping[str, Any]]:
         record, claims = self._verify_own(token)
         if record is None:
             raise InvalidToken("the access token is not active (invalid, expired, revoked "
                                "or not issued by this authorization server)")
-        return dict(claims)
+        return record, claims
+
+    def forget_verified(self) -> None:
+        """Drop every cached verification now: a token was revoked, or an agent's or a
+        user's lifecycle changed (the composition root calls this on those events)."""
+        self.verified.clear()
 
     def verify_user_token(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
         """The claims of a user's own token from a trusted issuer (the demo issuer under
         ``tabard dev``, or ``[[oauth.trusted_issuers]]``) whose ``aud`` holds one of
         ``audiences`` and whose user is active (dual-token mode at the gateway);
-        :class:`InvalidToken` otherwise."""
+        :class:`InvalidToken` otherwise. Served from :attr:`verified` like
+        :meth:`verify_access_token` (keyed by the token and ``audiences``)."""
+        cache = self.verified
+        if not cache.enabled:
+            return self._checked_user_token(token, audiences)
+        now = self._clock.timestamp()
+        key = cache.key(token, *sorted(audiences))
+        hit = cache.get(key, now)
+        if hit is not None:
+            return dict(hit)
+        generation = cache.generation
+        claims = self._checked_user_token(token, audiences)
+        cache.put(key, claims, now=now, generation=generation,
+                  expires=float(claims["exp"]) + _LEEWAY)
+        return dict(claims)
+
+    def _checked_user_token(self, token: str, audiences: Sequence[str]) -> dict[str, Any]:
         try:
             _header, unverified = unverified_claims(token)
         except JwtInvalid as exc:
@@ -1071,6 +1117,7 @@ class AuthorizationServer:
         if client is not None and record.client_id != client.client_id:
             raise UnauthorizedClient("the token was not issued to this client")
         revoked = self._tokens.revoke_tree(record.jti, self._clock.now())
+        self.forget_verified()  # the tree's tokens are unknown here by value: drop them all
         if self._audit is not None:
             # A revocation takes effect even when the log cannot record it: refusing it would
             # keep a token alive that someone wanted dead. The failure is logged instead.

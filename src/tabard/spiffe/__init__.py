@@ -14,8 +14,14 @@ from tabard.spiffe.bundle import (
 )
 from tabard.spiffe.errors import BundleError, JwtSvidError, SpiffeIdError, SvidError, X509SvidError
 from tabard.spiffe.id import SpiffeId, TrustDomain
-from tabard.spiffe.jwtsvid import ALLOWED_ALGORITHMS, JwtSvid, JwtSvidValidator, verify_jwt_svid
-from tabard.spiffe.x509svid import X509Svid, verify_x509_svid
+from tabard.spiffe.jwtsvid import (
+    ALLOWED_ALGORITHMS,
+    JwtSvid,
+    JwtSvidCache,
+    JwtSvidValidator,
+    verify_jwt_svid,
+)
+from tabard.spiffe.x509svid import X509Svid, X509SvidCache, verify_x509_svid
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
@@ -27,6 +33,7 @@ __all__ = [
     "BundleSource",
     "JwtAuthority",
     "JwtSvid",
+    "JwtSvidCache",
     "JwtSvidError",
     "JwtSvidValidator",
     "SpiffeId",
@@ -34,6 +41,7 @@ __all__ = [
     "SvidError",
     "TrustDomain",
     "X509Svid",
+    "X509SvidCache",
     "X509SvidError",
     "verify_jwt_svid",
     "verify_x509_svid",

@@ -18,12 +18,15 @@ headers and parsed ``sub`` values are memoised: both repeat across the tokens of
 
 :class:`JwtSvidValidator` adds a bounded cache of verified tokens; a hit still checks the
 expiry, the audience and that the bundle served now still holds the signing key, so
-retiring a key invalidates cached tokens immediately.
+retiring a key invalidates cached tokens immediately. :class:`JwtSvidCache` is the same
+cache for a caller that passes the bundle source and the time on each call (the gateway,
+whose bundle is a callable of the authority); it keys tokens by their SHA-256 digest.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
 import threading
@@ -48,6 +51,7 @@ __all__ = [
     "ALLOWED_ALGORITHMS",
     "MAX_TOKEN_LENGTH",
     "JwtSvid",
+    "JwtSvidCache",
     "JwtSvidValidator",
     "verify_jwt_svid",
 ]
@@ -468,3 +472,73 @@ class JwtSvidValidator:
     def _evict(self, token: str) -> None:
         with self._lock:
             self._cache.pop(token, None)
+
+
+class JwtSvidCache:
+    """:func:`verify_jwt_svid` with a bounded LRU cache of verified tokens keyed by their
+    SHA-256 digest, for callers that pass the bundle source and the time on every call.
+
+    A hit re-checks, against the ``bundles`` and ``now`` of that call, what can change after
+    verification: that the bundle of the token's trust domain still holds its ``kid`` with
+    the same public key (a rotated-out or removed key invalidates the entry at once), the
+    expiry and ``nbf`` (with ``leeway``) and the audience. The cached signature was checked
+    against that very key, so a hit is as strong as a fresh verification. Failures are never
+    cached; an entry found expired is dropped.
+    """
+
+    def __init__(self, *, size: int = 10_000) -> None:
+        if size < 0:
+            raise ValueError("size must not be negative")
+        self._size = size
+        self._cache: OrderedDict[bytes, _Verified] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def verify(
+        self,
+        token: str,
+        bundles: BundleSource,
+        audience: str | Iterable[str],
+        *,
+        now: float,
+        leeway: float = 0,
+    ) -> JwtSvid:
+        """As :func:`verify_jwt_svid`, served from the cache when the token was verified
+        before and still passes the checks of the class docstring."""
+        expected = _expected(audience)
+        if not self._size or type(token) is not str or len(token) > MAX_TOKEN_LENGTH:
+            return _verify(token, bundles, expected, now, leeway)[0]
+        digest = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit is not None:
+                self._cache.move_to_end(digest)
+        if hit is not None:
+            svid, key, not_before = hit
+            bundle = bundles.get_bundle_for_trust_domain(svid.spiffe_id.trust_domain)
+            authority = bundle.jwt_authority(svid.key_id) if bundle is not None else None
+            if authority is not None and (
+                authority.public_key is key or authority.public_key == key
+            ):
+                if now >= svid.expiry + leeway:
+                    self._evict(digest)
+                _check_time_and_audience(svid, not_before, expected, now, leeway)
+                return svid
+            self._evict(digest)
+        verified = _verify(token, bundles, expected, now, leeway)
+        with self._lock:
+            self._cache[digest] = verified
+            self._cache.move_to_end(digest)
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return verified[0]
+
+    def _evict(self, digest: bytes) -> None:
+        with self._lock:
+            self._cache.pop(digest, None)

@@ -18,12 +18,20 @@ The leaf rules and the validity of the leaf are checked in Python before path va
 each rejection carries its own stable ``reason``; when the verifier itself rejects the chain,
 a short walk over the presented certificates and the bundle names the cause. That walk runs
 on failures only: the success path is one native verification plus a few attribute reads.
+
+:class:`X509SvidCache` keeps verified chains (by SHA-256 of their DER) for a caller that
+sees the same client certificates on every request (the gateway's mTLS): a hit skips the
+parse and the path validation, but only while the bundle still serves the very same set of
+authorities and the validation time is inside every presented and anchor certificate's
+validity.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +56,7 @@ from tabard.spiffe.id import SpiffeId
 __all__ = [
     "PrivateKey",
     "X509Svid",
+    "X509SvidCache",
     "verify_x509_svid",
 ]
 
@@ -334,3 +343,63 @@ def _spki(key: object) -> bytes:
     return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+# A verified chain: its ID, the authorities it was validated against, and the span in which
+# every presented certificate and every anchor is valid.
+_VerifiedChain = tuple[SpiffeId, tuple[x509.Certificate, ...], datetime, datetime]
+
+
+class X509SvidCache:
+    """:func:`verify_x509_svid` over DER chains (leaf first) with a bounded LRU cache of
+    verified chains keyed by their SHA-256 (module docstring). A hit re-checks that the
+    bundle served now for the ID's trust domain holds the same authorities object (a new
+    bundle, e.g. after a rotation, means a fresh validation) and that ``at`` is inside the
+    validity of every certificate involved. Failures are never cached."""
+
+    def __init__(self, *, size: int = 10_000) -> None:
+        if size < 0:
+            raise ValueError("size must not be negative")
+        self._size = size
+        self._cache: OrderedDict[bytes, _VerifiedChain] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def verify(self, chain_der: Sequence[bytes], bundles: BundleSource, *, at: datetime
+               ) -> SpiffeId:
+        """The chain's SPIFFE ID; :class:`X509SvidError`, or ``ValueError`` for DER that
+        does not parse."""
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        digest = hashlib.sha256()
+        for der in chain_der:
+            digest.update(len(der).to_bytes(4, "big"))
+            digest.update(der)
+        key = digest.digest()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        if hit is not None:
+            spiffe_id, authorities, not_before, not_after = hit
+            bundle = bundles.get_bundle_for_trust_domain(spiffe_id.trust_domain)
+            if (bundle is not None and bundle.x509_authorities is authorities
+                    and not_before <= at <= not_after):
+                return spiffe_id
+            with self._lock:
+                self._cache.pop(key, None)
+        chain = [x509.load_der_x509_certificate(der) for der in chain_der]
+        spiffe_id = verify_x509_svid(chain, bundles, at=at)
+        bundle = bundles.get_bundle_for_trust_domain(spiffe_id.trust_domain)
+        if self._size and bundle is not None:
+            involved = [*chain, *bundle.x509_authorities]
+            entry = (spiffe_id, bundle.x509_authorities,
+                     max(c.not_valid_before_utc for c in involved),
+                     min(c.not_valid_after_utc for c in involved))
+            with self._lock:
+                self._cache[key] = entry
+                while len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        return spiffe_id

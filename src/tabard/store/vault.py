@@ -157,13 +157,18 @@ class SqlLeaseStore:
         self._db = db
 
     def add(self, lease: Lease) -> None:
+        self.add_many([lease])
+
+    def add_many(self, leases: Sequence[Lease]) -> None:
+        if not leases:
+            return
         with self._db.begin() as c:
-            c.execute(insert(_L).values(
+            c.execute(insert(_L), [dict(
                 id=lease.id, provider=lease.provider.value, route=lease.route,
                 agent=lease.agent, agent_instance=lease.agent_instance, user_name=lease.user,
                 secret_name=lease.secret_name, secret_version=lease.secret_version,
                 issued_at=lease.issued_at, expires_at=lease.expires_at,
-                revoked_at=lease.revoked_at))
+                revoked_at=lease.revoked_at) for lease in leases])
 
     def get(self, lease_id: str) -> Lease | None:
         with self._db.read() as c:

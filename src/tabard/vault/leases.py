@@ -3,14 +3,33 @@
 The kill switch and retirement revoke all leases of an agent or an agent instance in one
 call (:meth:`Leases.revoke_agent`, :meth:`Leases.revoke_instance`); the gateway asks
 :meth:`Leases.is_active` before it reuses a credential.
+
+Write-behind (``write_behind`` set; the gateway's process): :meth:`Leases.record` returns
+the lease at once and puts it on a bounded queue; one thread writes what the queue holds in
+batches, one transaction per batch, each batch at most ``write_behind`` after its first
+lease (plus its transaction). The request's audit record, written on the request path,
+names the lease id: it is the durable record of the call. Nothing is dropped: when the queue
+is full, ``record`` inserts synchronously, and a batch that cannot be written is retried
+(the queue then fills and requests insert, or fail, synchronously). Every read and every
+revocation of this object first waits for the queue to drain (:meth:`Leases.flush`), so a
+revocation in this process reaches leases recorded just before it; :meth:`Leases.close`
+drains and stops the thread. A revocation made by *another* process over the same database
+misses a lease of this process still queued then: such a lease (at most ``write_behind``
+plus one transaction old when the revocation ran) is written unrevoked and stays active
+until its own expiry (60 s for static credentials); the request that took it was decided
+before the revocation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
+import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tabard.clock import Clock
 from tabard.errors import Invalid
@@ -30,8 +49,110 @@ def new_lease_id() -> str:
 
 
 class Leases:
-    def __init__(self, store: LeaseStore, clock: Clock) -> None:
+    """Lease records over a :class:`LeaseStore`; ``write_behind`` (module docstring) queues
+    new leases (at most ``queue_size``) for a writer thread instead of inserting each one in
+    its own transaction."""
+
+    def __init__(self, store: LeaseStore, clock: Clock, *,
+                 write_behind: timedelta | None = None, queue_size: int = 10_000,
+                 batch_size: int = 500) -> None:
         self._store, self._clock = store, clock
+        self._interval = write_behind.total_seconds() if write_behind else None
+        # None is a flush's nudge: write what was collected now, without waiting
+        self._queue: queue.Queue[Lease | None] = queue.Queue(maxsize=max(1, queue_size))
+        self._batch_size = max(1, batch_size)
+        self._pending = 0  # queued or being written
+        self._drained = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._start_lock = threading.Lock()
+        self.overflowed = 0  # leases inserted synchronously because the queue was full
+
+    # --- write-behind ---------------------------------------------------------------------
+
+    def _enqueue(self, lease: Lease) -> bool:
+        if self._closed:
+            return False
+        if self._writer is None:
+            with self._start_lock:
+                if self._writer is None and not self._closed:
+                    self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                    name="tabard-lease-writer")
+                    self._writer.start()
+        with self._drained:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(lease)
+        except queue.Full:
+            self._done(1)
+            self.overflowed += 1
+            return False
+        return True
+
+    def _done(self, count: int) -> None:
+        with self._drained:
+            self._pending -= count
+            if self._pending <= 0:
+                self._drained.notify_all()
+
+    def _write_loop(self) -> None:
+        interval = self._interval or 0.0
+        while True:
+            first = self._queue.get()
+            if first is None:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + interval
+            while len(batch) < self._batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (self._queue.get(timeout=remaining) if remaining > 0
+                            else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+                if item is None:
+                    break
+                batch.append(item)
+            delay = 0.05
+            while True:
+                try:
+                    self._store.add_many(batch)
+                    break
+                except Exception:
+                    log.exception("could not write %d leases; retrying", len(batch))
+                    time.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            self._done(len(batch))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every lease recorded so far is in the store; False on ``timeout``."""
+        end = time.monotonic() + timeout
+        if self._pending > 0:
+            # the writer stops collecting and writes (a full queue: it writes full batches)
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(None)
+        with self._drained:
+            while self._pending > 0:
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    log.warning("%d leases are still waiting to be written", self._pending)
+                    return False
+                self._drained.wait(remaining)
+        return True
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write what is queued; later leases are inserted synchronously."""
+        self._closed = True
+        return self.flush(timeout)
+
+    @property
+    def write_behind(self) -> bool:
+        return self._interval is not None
+
+    @property
+    def queued(self) -> int:
+        """Leases recorded but not yet in the store."""
+        return self._pending
 
     def record(self, *, provider: ProviderKind, route: str, agent: str | None,
                agent_instance: str | None, user: str | None, expires_at: datetime | None,
@@ -43,22 +164,26 @@ class Leases:
             issued_at=issued_at or self._clock.now(), expires_at=expires_at,
             secret_name=secret_name, secret_version=secret_version,
         )
-        self._store.add(lease)
+        if self._interval is None or not self._enqueue(lease):
+            self._store.add(lease)
         return lease
 
     def get(self, lease_id: str) -> Lease:
+        self.flush()
         lease = self._store.get(lease_id)
         if lease is None:
             raise LeaseNotFoundError(f"no lease {lease_id!r}")
         return lease
 
     def is_active(self, lease_id: str) -> bool:
+        self.flush()
         lease = self._store.get(lease_id)
         return lease is not None and lease.active(self._clock.now())
 
     def list(self, query: LeaseQuery) -> Sequence[Lease]:
         if not 1 <= query.limit <= MAX_LEASE_PAGE:
             raise Invalid(f"limit must be between 1 and {MAX_LEASE_PAGE}")
+        self.flush()
         return self._store.list(query)
 
     def revoke(self, lease_id: str) -> Lease:
@@ -73,6 +198,7 @@ class Leases:
         """Revoke every lease of every instance of an agent; returns how many."""
         if not agent:
             raise Invalid("an agent name is required")
+        self.flush()
         count = self._store.revoke_matching(agent=agent, agent_instance=None,
                                             at=self._clock.now())
         log.info("agent leases revoked", extra={"agent": agent, "count": count})
@@ -82,6 +208,7 @@ class Leases:
         """Revoke every lease of one agent instance; returns how many."""
         if not agent_instance:
             raise Invalid("an agent instance is required")
+        self.flush()
         count = self._store.revoke_matching(agent=None, agent_instance=agent_instance,
                                             at=self._clock.now())
         log.info("instance leases revoked",

@@ -51,6 +51,10 @@ class SecretStore(Protocol):
 class LeaseStore(Protocol):
     def add(self, lease: Lease) -> None: ...
 
+    def add_many(self, leases: Sequence[Lease]) -> None:
+        """Insert every lease in one transaction (all or none)."""
+        ...
+
     def get(self, lease_id: str) -> Lease | None: ...
 
     def list(self, query: LeaseQuery) -> Sequence[Lease]:

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from tabard.clock import FakeClock
 from tabard.store import Database, SqlLeaseStore, SqlSecretStore
@@ -115,8 +116,11 @@ def test_concurrent_rotation_is_refused(db: Database, vault: Vault, clock: FakeC
         store.add_version(meta, stale, expected_current=1, previous_expires_at=None)
 
 
-def test_leases_list_and_revoke_by_agent_and_instance(db: Database, clock: FakeClock) -> None:
-    leases = Leases(SqlLeaseStore(db), clock)
+@pytest.mark.parametrize("write_behind", [None, timedelta(milliseconds=20)],
+                         ids=["synchronous", "write-behind"])
+def test_leases_list_and_revoke_by_agent_and_instance(db: Database, clock: FakeClock,
+                                                      write_behind: timedelta | None) -> None:
+    leases = Leases(SqlLeaseStore(db), clock, write_behind=write_behind)
     a1 = leases.record(provider=ProviderKind.STATIC, route="jira", agent="assistant",
                        agent_instance="spiffe://td/agent/assistant/instance/1", user="alice",
                        expires_at=clock.now() + timedelta(minutes=1), secret_name="jira",
@@ -145,3 +149,22 @@ def test_leases_list_and_revoke_by_agent_and_instance(db: Database, clock: FakeC
     assert revoked.revoked_at == clock.now()
     assert leases.revoke(other.id).revoked_at == revoked.revoked_at
     assert leases.list(LeaseQuery(active_at=clock.now())) == []
+    assert leases.close()
+
+
+def test_lease_batches_go_in_one_transaction(db: Database, clock: FakeClock) -> None:
+    from tabard.vault import Lease
+
+    store = SqlLeaseStore(db)
+    batch = [Lease(id=f"l{n}", provider=ProviderKind.STATIC, route="r", agent="assistant",
+                   agent_instance=None, user=None, issued_at=clock.now(), expires_at=None)
+             for n in range(3)]
+    store.add_many(batch)
+    store.add_many([])
+    assert [store.get(f"l{n}") for n in range(3)] == batch
+    clash = [Lease(id="l9", provider=ProviderKind.STATIC, route="r", agent=None,
+                   agent_instance=None, user=None, issued_at=clock.now(), expires_at=None),
+             batch[0]]
+    with pytest.raises(IntegrityError):
+        store.add_many(clash)
+    assert store.get("l9") is None  # all or none
