@@ -764,7 +764,11 @@ class Gateway:
             route=route.name, upstream=route.credential.audience or route.upstream,
             agent=caller.agent.agent, agent_instance=caller.agent.spiffe_id, user=caller.user,
             chain=[h.actor for h in caller.hops], scope=caller.scope, operation=token)
-        credential = await asyncio.to_thread(provider.issue, context)
+        # from memory when it can be (a recent reveal, a queued lease, a cached token);
+        # what waits on the database or the network goes to a worker thread
+        credential = provider.issue_now(context)
+        if credential is None:
+            credential = await asyncio.to_thread(provider.issue, context)
         record.lease_id = credential.lease_id
         for name_, value in credential.headers.items():
             headers = {k: v for k, v in headers.items() if k != name_.lower()}

@@ -168,6 +168,11 @@ class Leases:
             self._store.add(lease)
         return lease
 
+    def can_queue(self) -> bool:
+        """Whether :meth:`record` would queue a lease now rather than insert it (and wait on
+        the database)."""
+        return self._interval is not None and not self._closed and not self._queue.full()
+
     def get(self, lease_id: str) -> Lease:
         self.flush()
         lease = self._store.get(lease_id)

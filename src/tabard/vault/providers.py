@@ -82,11 +82,19 @@ class CredentialProvider(Protocol):
 
     def issue(self, context: CredentialContext) -> Credential: ...
 
+    def issue_now(self, context: CredentialContext) -> Credential | None:
+        """:meth:`issue` when it needs neither the database nor the network (the secret
+        revealed recently, the lease queued, a cached token); None otherwise, and then the
+        caller issues in a worker thread. For callers on an event loop."""
+        ...
+
 
 class SecretReader(Protocol):
     """The vault's in-process reveal (:meth:`tabard.vault.Vault.reveal`)."""
 
     def reveal(self, name: str, version: int | None = None) -> SecretValue: ...
+
+    def cached(self, name: str) -> SecretValue | None: ...
 
 
 class DownstreamSigner(Protocol):
@@ -134,7 +142,15 @@ class StaticSecretProvider:
         self.lease_ttl = lease_ttl
 
     def issue(self, context: CredentialContext) -> Credential:
-        value = self._vault.reveal(self.secret)
+        return self._issue(context, self._vault.reveal(self.secret))
+
+    def issue_now(self, context: CredentialContext) -> Credential | None:
+        value = self._vault.cached(self.secret)
+        if value is None or not self._leases.can_queue():
+            return None
+        return self._issue(context, value)
+
+    def _issue(self, context: CredentialContext, value: SecretValue) -> Credential:
         text = _header_value(value)
         now = self._clock.now()
         lease = self._leases.record(
@@ -200,7 +216,18 @@ class ClientCredentialsProvider:
         return self.default_scope
 
     def issue(self, context: CredentialContext) -> Credential:
-        token = self._token(self.scope_for(context.operation))
+        return self._issue(context, self._token(self.scope_for(context.operation)))
+
+    def issue_now(self, context: CredentialContext) -> Credential | None:
+        scope = self.scope_for(context.operation)
+        with self._lock:
+            cached = self._cache.get(scope)
+        if (cached is None or self._clock.now() >= cached.expires_at - self.refresh_margin
+                or not self._leases.can_queue()):
+            return None
+        return self._issue(context, cached)
+
+    def _issue(self, context: CredentialContext, token: _CachedToken) -> Credential:
         lease = self._leases.record(
             provider=self.kind, route=context.route, agent=context.agent,
             agent_instance=context.agent_instance, user=context.user,
@@ -293,6 +320,10 @@ class DownstreamJwtProvider:
             raise ProviderConfigError("a downstream JWT lives more than 0 and at most 60 s")
         self._signer, self._leases, self._clock = signer, leases, clock
         self.ttl, self.header, self.scheme = ttl, _check_header(header), scheme.strip()
+
+    def issue_now(self, context: CredentialContext) -> Credential | None:
+        # signing is CPU work in this process; only a lease insert would wait
+        return self.issue(context) if self._leases.can_queue() else None
 
     def issue(self, context: CredentialContext) -> Credential:
         subject = context.user or context.agent_instance

@@ -184,6 +184,15 @@ class Vault:
                 self._revealed[key] = (deadline, value)
         return value
 
+    def cached(self, name: str) -> SecretValue | None:
+        """The current version's value if :meth:`reveal` would serve it from memory now,
+        else None (the caller, on an event loop, then reveals it in a worker thread)."""
+        with self._cache_lock:
+            hit = self._revealed.get((name, None))
+        if hit is not None and self._clock.now() < hit[0]:
+            return hit[1]
+        return None
+
     def _reveal(self, name: str, version: int | None) -> SecretValue:
         return self._reveal_with_expiry(name, version)[0]
 

@@ -223,3 +223,47 @@ def test_downstream_jwt_verifies_against_the_jwks(leases: Leases, clock: FakeClo
         DownstreamJwtProvider(signer, leases, clock, ttl=timedelta(seconds=61))
     with pytest.raises(ProviderConfigError):
         provider.issue(context(user=None, agent_instance=None))
+
+
+def test_issue_now_answers_only_from_memory(db: Database, clock: FakeClock) -> None:
+    """On the gateway's event loop a credential is issued in place only when neither the
+    database nor the network is needed; otherwise ``issue_now`` says so (None)."""
+    cached = Vault(SqlSecretStore(db), EnvelopeCipher(b"unit-test-kek-0123"), clock,
+                   reveal_ttl=timedelta(seconds=5))
+    cached.put("demo-upstream-key", b"s3cr3t-value")
+    queued = Leases(SqlLeaseStore(db), clock, write_behind=timedelta(milliseconds=5))
+    static = StaticSecretProvider(cached, queued, clock, secret="demo-upstream-key")
+    assert static.issue_now(context()) is None  # not revealed yet: that reads the store
+    first = static.issue(context())
+    now = static.issue_now(context())
+    assert now is not None and now.headers == first.headers == {
+        "Authorization": "Bearer s3cr3t-value"}
+    clock.advance(timedelta(seconds=6))
+    assert static.issue_now(context()) is None  # the reveal is older than its TTL
+    # leases inserted one by one (no write-behind) would wait on the database
+    synchronous = StaticSecretProvider(cached, Leases(SqlLeaseStore(db), clock),
+                                       secret="demo-upstream-key", clock=clock)
+    synchronous.issue(context())
+    assert synchronous.issue_now(context()) is None
+    jwt_provider = DownstreamJwtProvider(KeySigner(), queued, clock)
+    minted = jwt_provider.issue_now(context())
+    assert minted is not None and minted.headers["Authorization"].startswith("Bearer ")
+    assert queued.flush(10) and queued.get(minted.lease_id).provider is (
+        ProviderKind.DOWNSTREAM_JWT)
+    queued.close()
+
+
+def test_client_credentials_issue_now_only_from_a_cached_token(
+        vault: Vault, db: Database, clock: FakeClock) -> None:
+    endpoint = TokenEndpoint()
+    queued = Leases(SqlLeaseStore(db), clock, write_behind=timedelta(milliseconds=5))
+    provider = cc_provider(vault, queued, clock, endpoint)
+    read = context(operation="tools:github.read_repo")
+    assert provider.issue_now(read) is None and not endpoint.requests  # needs the network
+    fetched = provider.issue(read)
+    now = provider.issue_now(read)
+    assert now is not None and now.headers == fetched.headers and len(endpoint.requests) == 1
+    assert provider.issue_now(context(operation="tools:github.create_pr")) is None  # other scope
+    clock.advance(timedelta(seconds=300 - 29))  # inside the refresh margin
+    assert provider.issue_now(read) is None
+    queued.close()
