@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tabard.audit import AuditLog
 from tabard.clock import SystemClock
 from tabard.gateway import DENIED, Gateway
+from tabard.spiffe import SpiffeId
 from tests.integration.gateway_world import (
     INSTANCE,
     PLANTED,
@@ -308,3 +309,43 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
                          "cookie": None}
     assert post.status_code == 403 and post.json()["code"] == "denied"
     assert unknown.status_code == 404 and "matches no HTTP route" in unknown.json()["detail"]
+
+
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "probe", "version": "1"}}}).encode()
+TOOLS_LIST = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode()
+
+
+def test_a_session_id_serves_only_the_instance_and_user_that_opened_it(
+        world: GatewayWorld) -> None:
+    alice = world.headers("alice", "demo-json")
+    opened = _post(world, "/mcp/demo-json", INITIALIZE, alice)
+    assert opened.status_code == 200
+    sealed = opened.headers["mcp-session-id"]
+    before = len(world.json_upstream.seen)
+    listed = _post(world, "/mcp/demo-json", TOOLS_LIST,
+                   {**alice, "mcp-session-id": sealed, "mcp-protocol-version": "2025-06-18"})
+    assert listed.status_code == 200 and listed.json()["result"]["tools"]
+    upstream_id = world.json_upstream.seen[-1]["mcp-session-id"]
+    assert upstream_id != sealed and upstream_id not in sealed  # the agent never sees it
+    assert len(world.json_upstream.seen) == before + 1
+
+    other = SpiffeId.parse("spiffe://demo.example/agent/assistant/instance/8")
+    other_instance = {"Tabard-Agent-Token": world.agent_token(other),
+                      "Authorization": "Bearer " + world.user_token(
+                          "alice", [world.audience("demo-json")], actor=other)}
+    for headers, session in ((world.headers("bob", "demo-json"), sealed),  # another user
+                             (other_instance, sealed),  # another instance, same user
+                             ({"Tabard-Agent-Token": world.agent_token()}, sealed),  # none
+                             (alice, upstream_id),  # the bare upstream id
+                             (alice, sealed[:-4] + "aaaa")):  # a forged one
+        refused = _post(world, "/mcp/demo-json", TOOLS_LIST,
+                        {**headers, "mcp-session-id": session})
+        assert refused.status_code == 404
+        assert refused.json()["error"] == {"code": -32600, "message": "Session not found"}
+    # the same session through another route (same upstream) is unknown there too
+    assert _post(world, "/mcp/demo-jwt", TOOLS_LIST,
+                 {**world.headers("alice", "demo-jwt"), "mcp-session-id": sealed}
+                 ).status_code == 404
+    assert len(world.json_upstream.seen) == before + 1  # none of them reached the upstream

@@ -56,6 +56,16 @@ from tabard.gateway.auth import (
     authenticate_agent,
     establish_user,
 )
+from tabard.gateway.bindings import (
+    MCP_SESSION_HEADER,
+    TASK_NOT_FOUND,
+    Binding,
+    IdSealer,
+    UnknownIdError,
+    seal_event_answer,
+    seal_json_answer,
+)
+from tabard.gateway.bindings import current as current_binding
 from tabard.gateway.credentials import CredentialBroker
 from tabard.gateway.errors import (
     BodyTooLargeError,
@@ -63,6 +73,7 @@ from tabard.gateway.errors import (
     UnknownRouteError,
 )
 from tabard.gateway.operations import (
+    INVALID_REQUEST,
     METHOD_NOT_FOUND,
     JsonRpcParseError,
     Operation,
@@ -377,6 +388,7 @@ class Gateway:
         refresh: Callable[[], None] | None = None,
         owner_of: Callable[[str], str | None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        id_sealer: IdSealer | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -396,6 +408,7 @@ class Gateway:
         self._version: tuple[float, int] = (-1e18, 0)
         self._refreshed = -1e18
         self._owners: dict[str, tuple[float, str | None]] = {}
+        self._ids = id_sealer or IdSealer.ephemeral()  # bindings.py: shared by replicas
 
     def bind(self, base_url: str) -> None:
         """Learn the public base URL once listening: it is the default audience of agents'
@@ -504,6 +517,8 @@ class Gateway:
             raise _Refusal(_problem(404, "not_found", f"no {request.method} {rest or '/'} "
                                     f"on {protocol} route {name!r}"))
         record.operations = [op.label for op in ops]
+        binding, body = self._bind(request, protocol, name, caller, messages, batch, body,
+                                   record)
 
         decisions = await self._decide_all(ops, caller, route, record, batch)
         tools_list_ids = {json.dumps(op.id) for op in ops
@@ -518,11 +533,51 @@ class Gateway:
             record.outcome, record.reason = "error", "the audit log cannot record the call"
             raise _Refusal(self._audit_refusal(ops, batch, protocol))
         headers = await self._upstream_headers(request, route, caller, operation, record)
+        binding.to_upstream(headers)
         ids = [op.id for op in ops if op.has_id]
-        return await self._forward(request, route, rest, body, headers, record,
+        response = await self._forward(request, route, rest, body, headers, record,
                                    redact=redact, tools_list=tools_list_ids, caller=caller,
                                    rpc_id=ids[0] if len(ids) == 1 and not batch else None,
                                    card=ops[0].method == "agent-card")
+        binding.seal_session_header(response.headers)
+        return response
+
+    # --- session and task ids bound to their caller (bindings.py) ---------------------------
+
+    def _bind(self, request: Request, protocol: str, route: str, caller: Caller,
+              messages: list[dict[str, Any]], batch: bool, body: bytes, record: _Record
+              ) -> tuple[Binding, bytes]:
+        """The request's :class:`Binding` (made current for the answer's transforms), and
+        the body to forward: an ``Mcp-Session-Id`` or A2A task id that is not this
+        caller's is refused as unknown; sealed task ids are replaced by the upstream's."""
+        binding = Binding(self._ids, protocol=protocol, route=route,
+                          instance=caller.agent.spiffe_id, user=caller.user)
+        current_binding.set(binding)
+        if protocol == "mcp":
+            try:
+                binding.check_session(request.headers.get(MCP_SESSION_HEADER))
+            except UnknownIdError as exc:
+                record.outcome, record.reason = "denied", f"Mcp-Session-Id refused: {exc}"
+                # the MCP SDK server's answer to an unknown session, word for word
+                raise _Refusal(JSONResponse(_rpc_error(None, INVALID_REQUEST,
+                                                       "Session not found"),
+                                            status_code=404)) from None
+        if protocol != "a2a" or not messages:
+            return binding, body
+        refused, changed = binding.open_requests(messages)
+        if refused:
+            record.outcome = "denied"
+            record.reason = "task id refused: " + "; ".join(sorted({r.reason for r in refused}))
+            errors = [_rpc_error(r.rpc_id, TASK_NOT_FOUND, "Task not found")
+                      for r in refused]
+            others = [_rpc_error(m.get("id"), DENIED, "not forwarded: another request of "
+                                 "this batch was refused") for m in messages
+                      if "id" in m and all(m.get("id") != r.rpc_id for r in refused)]
+            raise _Refusal(_rpc_response(errors + others, batch))
+        if changed:
+            body = json.dumps(messages if batch else messages[0],
+                              separators=(",", ":")).encode()
+        return binding, body
 
     def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
         detail = "the call was refused because the audit log cannot record it"
@@ -923,6 +978,7 @@ class Gateway:
 
     def _transform_json(self, data: bytes, scanner: DlpScanner | None, findings: Findings,
                         tools_list: set[str], caller: Caller) -> bytes:
+        data = seal_json_answer(data)
         if tools_list:
             with contextlib.suppress(ValueError, RecursionError):
                 value = json.loads(data)
@@ -942,6 +998,7 @@ class Gateway:
         return out
 
     def _transform_event(self, event: bytes, tools_list: set[str], caller: Caller) -> bytes:
+        event = seal_event_answer(event)
         if not tools_list:
             return event
         lines = event.decode("utf-8", "surrogateescape").splitlines()
