@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +312,47 @@ def test_a_task_id_serves_only_the_instance_and_user_that_created_it(agents: Age
                                                                 "taskId": task.id}})
     assert len(log.seen) == before + 1
     assert upstream_id in continued["error"]["message"]  # "... is in terminal state"
+
+
+def test_push_notification_webhooks_must_be_under_the_routes_push_urls(
+        agents: Agents) -> None:
+    world = agents.world
+    log = agents.logs["echo-agent"]
+    alice = world.headers("alice", "echo-agent", "a2a")
+
+    async def work(client: Any, card: AgentCard) -> Any:
+        [event] = await _events(client, "hooked")
+        return event.task
+
+    task = run(agents, "alice", "echo-agent", work)
+    message = {"messageId": "m-3", "role": "ROLE_USER", "parts": [{"text": "x"}]}
+    before = len(log.seen)
+    # no push_urls on the route: no webhook at all
+    refused = _rpc(agents, alice, "CreateTaskPushNotificationConfig",
+                   {"taskId": task.id, "url": "https://hooks.example.com/a2a/1"})
+    assert refused["error"]["code"] == DENIED
+    assert "accepts no push-notification webhooks" in refused["error"]["message"]
+    current = world.routes.get("echo-agent")
+    world.routes.put(replace(current, push_urls=("https://hooks.example.com/a2a/",)))
+    try:
+        time.sleep(1.2)  # the gateway re-reads the routes' version at most once a second
+        for method, params in (
+                ("CreateTaskPushNotificationConfig",
+                 {"taskId": task.id, "url": "https://169.254.169.254/latest/meta-data"}),
+                ("CreateTaskPushNotificationConfig",
+                 {"taskId": task.id, "url": "https://hooks.example.com/admin"}),
+                ("tasks/pushNotificationConfig/set",
+                 {"taskId": task.id, "pushNotificationConfig": {"url": "http://hooks.example"
+                                                                ".com/a2a/1"}}),
+                ("SendMessage", {"message": message, "configuration": {
+                    "taskPushNotificationConfig": {"url": "https://localhost/a2a/"}}})):
+            refused = _rpc(agents, alice, method, params)
+            assert refused["error"]["code"] == DENIED, (method, params)
+            assert refused["error"]["message"].startswith("denied by tabard: the webhook URL")
+        assert len(log.seen) == before  # none of them reached the upstream
+        allowed = _rpc(agents, alice, "CreateTaskPushNotificationConfig",
+                       {"taskId": task.id, "url": "https://hooks.example.com/a2a/1"})
+        assert len(log.seen) == before + 1  # forwarded; this agent has no push support
+        assert allowed["error"]["code"] != DENIED
+    finally:
+        world.routes.put(current)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,50 @@ def test_a_session_id_serves_only_the_instance_and_user_that_opened_it(
                  {**world.headers("alice", "demo-jwt"), "mcp-session-id": sealed}
                  ).status_code == 404
     assert len(world.json_upstream.seen) == before + 1  # none of them reached the upstream
+
+
+def _demo_user_token(world: GatewayWorld, user: str, audience: str,
+                     may_act: Any = None) -> str:
+    """A user's own token from the demo issuer (one the AS trusts), with ``may_act``."""
+    token = world.oauth.mint_user_token(user, audience=audience)
+    if may_act is None:
+        return token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    key = world.oauth._demo_keys.active  # type: ignore[union-attr]
+    return jwt.encode({**claims, "may_act": may_act}, key.private_key,
+                      algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"})
+
+
+def test_users_own_tokens_are_accepted_only_on_routes_that_opt_in_and_may_act_is_checked(
+        world: GatewayWorld) -> None:
+    json_route = world.routes.get("demo-json")
+    world.routes.put(replace(json_route, name="demo-dual",
+                             user_token_issuers=(str(world.oauth.demo_issuer),)))
+    agent = {"Tabard-Agent-Token": world.agent_token()}
+
+    def initialize(route: str, token: str) -> httpx.Response:
+        return _post(world, f"/mcp/{route}", INITIALIZE,
+                     {**agent, "Authorization": f"Bearer {token}"})
+
+    # the default: a route takes no user's own token, however trusted its issuer
+    refused = initialize("demo-json", _demo_user_token(world, "alice",
+                                                       world.audience("demo-json")))
+    assert refused.status_code == 401 and "dual-token mode is off" in refused.json()["detail"]
+    dual = world.audience("demo-dual")
+    assert initialize("demo-dual", _demo_user_token(world, "alice", dual)).status_code == 200
+    for may_act in ({"sub": "spiffe://demo.example/agent/assistant"},  # the agent
+                    {"sub": str(INSTANCE)}):  # or this instance
+        answer = initialize("demo-dual", _demo_user_token(world, "alice", dual, may_act))
+        assert answer.status_code == 200, answer.text
+    other_instance = "spiffe://demo.example/agent/assistant/instance/8"
+    for may_act in ({"sub": "spiffe://demo.example/agent/other"}, {"sub": other_instance},
+                    {"iss": "x"}):
+        refused = initialize("demo-dual", _demo_user_token(world, "alice", dual, may_act))
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "the user token's may_act does not name this agent"
+    # still audience-bound to the route
+    other = _demo_user_token(world, "alice", world.audience("demo-json"))
+    assert initialize("demo-dual", other).status_code == 401
+    last = [r.body() for r in world.audit.records(after=0, limit=10_000)
+            if r.body()["kind"] == "gateway_decision"][-1]
+    assert last["details"]["status"] == 401

@@ -89,6 +89,7 @@ from tabard.gateway.ports import (
     RouteView,
     TokenVerifier,
 )
+from tabard.gateway.pushurls import push_url_problem, push_urls_of
 from tabard.policy import (
     Catalog,
     Decision,
@@ -212,6 +213,19 @@ def _compact(value: Any) -> str:
 
 def _rpc_error(id_: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id_, "error": {"code": code, "message": message}}
+
+
+def _refused_rpc(messages: list[dict[str, Any]], batch: bool,
+                 refused: list[tuple[Any, int, str]]) -> Response:
+    """The answer to a call some of whose requests (``(id, code, message)``) are refused:
+    their errors, and for every other request of a batch a refusal of its own."""
+    errors = [_rpc_error(id_, code, message) for id_, code, message in refused]
+    errors += [_rpc_error(m.get("id"), DENIED, "not forwarded: another request of this "
+                          "batch was refused") for m in messages
+               if "id" in m and all(m.get("id") != r[0] for r in refused)]
+    if not errors:
+        return Response(status_code=202)
+    return _rpc_response(errors, batch)
 
 
 def _rpc_response(errors: list[dict[str, Any]], batch: bool, status: int = 200) -> Response:
@@ -519,6 +533,7 @@ class Gateway:
         record.operations = [op.label for op in ops]
         binding, body = self._bind(request, protocol, name, caller, messages, batch, body,
                                    record)
+        self._check_push_urls(protocol, route, messages, batch, record)
 
         decisions = await self._decide_all(ops, caller, route, record, batch)
         tools_list_ids = {json.dumps(op.id) for op in ops
@@ -568,16 +583,34 @@ class Gateway:
         if refused:
             record.outcome = "denied"
             record.reason = "task id refused: " + "; ".join(sorted({r.reason for r in refused}))
-            errors = [_rpc_error(r.rpc_id, TASK_NOT_FOUND, "Task not found")
-                      for r in refused]
-            others = [_rpc_error(m.get("id"), DENIED, "not forwarded: another request of "
-                                 "this batch was refused") for m in messages
-                      if "id" in m and all(m.get("id") != r.rpc_id for r in refused)]
-            raise _Refusal(_rpc_response(errors + others, batch))
+            raise _Refusal(_refused_rpc(messages, batch, [
+                (r.rpc_id, TASK_NOT_FOUND, "Task not found") for r in refused
+                if r.rpc_id is not None]))
         if changed:
             body = json.dumps(messages if batch else messages[0],
                               separators=(",", ":")).encode()
         return binding, body
+
+    def _check_push_urls(self, protocol: str, route: RouteView,
+                         messages: list[dict[str, Any]], batch: bool, record: _Record) -> None:
+        """A2A: every push-notification webhook a request registers must pass
+        :func:`push_url_problem` for the route's ``push_urls``; otherwise the call is
+        refused (JSON-RPC ``-31003``) and never forwarded."""
+        if protocol != "a2a":
+            return
+        refused: list[tuple[Any, int, str]] = []
+        problems: set[str] = set()
+        for message in messages:
+            for url in push_urls_of(str(message.get("method")), message.get("params")):
+                problem = push_url_problem(url, route.push_urls)
+                if problem is not None:
+                    problems.add(problem)
+                    if "id" in message:
+                        refused.append((message["id"], DENIED, f"denied by tabard: {problem}"))
+                    break
+        if problems:
+            record.outcome, record.reason = "denied", "; ".join(sorted(problems))[:1000]
+            raise _Refusal(_refused_rpc(messages, batch, refused))
 
     def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
         detail = "the call was refused because the audit log cannot record it"
@@ -643,7 +676,8 @@ class Gateway:
                 bundle=self._bundle, audience=self.config.audience,
                 now=self._clock.timestamp())
             return establish_user(request.headers.get("authorization"), agent,
-                                  verifier=self._tokens, audience=self.route_audience(route))
+                                  verifier=self._tokens, audience=self.route_audience(route),
+                                  user_issuers=route.user_token_issuers)
         except TabardError as exc:
             raise _Refusal(_problem(401, exc.code, str(exc),
                                     **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
