@@ -71,8 +71,12 @@ class Answering(AgentExecutor):
         await _cancel(context, event_queue)
 
 
+SPLIT_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
 class Streaming(AgentExecutor):
-    """Works on each message in three artifact chunks, then completes."""
+    """Works on each message in three artifact chunks, then completes; asked for "split",
+    its chunks carry an access key cut across two of them."""
 
     async def execute(self, context: RequestContext, event_queue: EventQueue) -> None:
         assert context.message is not None
@@ -80,8 +84,11 @@ class Streaming(AgentExecutor):
         await event_queue.enqueue_event(task)
         updater = TaskUpdater(event_queue, task.id, task.context_id)
         await updater.start_work()
-        for n in range(3):
-            await updater.add_artifact([_part(f"chunk {n} of {context.get_user_input()}")],
+        asked = context.get_user_input()
+        chunks = ([f"key {SPLIT_KEY[:9]}", f"{SPLIT_KEY[9:]} rotated", " done"]
+                  if asked == "split" else [f"chunk {n} of {asked}" for n in range(3)])
+        for n, chunk in enumerate(chunks):
+            await updater.add_artifact([_part(chunk)],
                                        artifact_id="out", name="out", append=n > 0,
                                        last_chunk=n == 2)
             await asyncio.sleep(0.01)
@@ -356,3 +363,16 @@ def test_push_notification_webhooks_must_be_under_the_routes_push_urls(
         assert allowed["error"]["code"] != DENIED
     finally:
         world.routes.put(current)
+
+
+def test_an_access_key_split_across_streamed_chunks_is_redacted(agents: Agents) -> None:
+    async def work(client: Any, card: AgentCard) -> list[StreamResponse]:
+        return await _events(client, "split")
+
+    events = run(agents, "alice", "stream-agent", work, streaming=True)
+    chunks = [get_artifact_text(e.artifact_update.artifact) for e in events
+              if e.HasField("artifact_update")]
+    assert len(chunks) == 3  # every chunk came, in order
+    joined = "".join(chunks)
+    assert joined == "key [REDACTED:aws_access_key_id] rotated done"
+    assert not any(SPLIT_KEY[:8] in c or SPLIT_KEY[-8:] in c for c in chunks)
