@@ -253,3 +253,26 @@ def test_an_agent_as_principal_call_is_not_approved_by_the_agents_owner(
     unchecked = ApprovalService(SqlApprovalStore(db), _Directory(), clock)
     with pytest.raises(ApprovalFourEyesError):  # no owner lookup: fail closed
         unchecked.approve(_request(unchecked, user=None), approver="alice")
+
+
+def test_migration_0015_keeps_routes_and_gives_them_empty_lists(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    db = Database(database_url)
+    try:
+        db.migrate()
+        clock = FakeClock()
+        _routes(db, clock).create(_route("kept", user_token_issuers=("https://idp",)),
+                                  actor="admin")
+        with db.engine.begin() as connection:
+            config = db.alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0015-1")
+        columns = {c["name"] for c in inspect(db.engine).get_columns("gateway_routes")}
+        assert not {"user_token_issuers", "push_urls"} & columns and "name" in columns
+        db.migrate()  # a route stored before the migration reads with empty lists
+        got = SqlRouteStore(db).get("kept")
+        assert got is not None and got.user_token_issuers == () and got.push_urls == ()
+    finally:
+        db.dispose()
