@@ -29,6 +29,7 @@ from tests.integration.gateway_world import (
     UPSTREAM_SECRET,
     GatewayWorld,
     build_world,
+    serve,
 )
 
 
@@ -350,6 +351,19 @@ def test_a_session_id_serves_only_the_instance_and_user_that_opened_it(
                  {**world.headers("alice", "demo-jwt"), "mcp-session-id": sealed}
                  ).status_code == 404
     assert len(world.json_upstream.seen) == before + 1  # none of them reached the upstream
+    # another replica (same KEK, nothing shared but the key) serves the session
+    assert world.replica is not None
+    replica = serve(world.replica())
+    try:
+        again = httpx.post(f"{replica.url}/mcp/demo-json", content=TOOLS_LIST, timeout=10,
+                           headers={"content-type": "application/json",
+                                    "accept": "application/json, text/event-stream",
+                                    **alice, "mcp-session-id": sealed,
+                                    "mcp-protocol-version": "2025-06-18"})
+        assert again.status_code == 200 and again.json()["result"]["tools"]
+        assert world.json_upstream.seen[-1]["mcp-session-id"] == upstream_id
+    finally:
+        replica.stop()
 
 
 def _demo_user_token(world: GatewayWorld, user: str, audience: str,
