@@ -579,6 +579,7 @@ def build_gateway(plane: ControlPlane) -> Any:
     """The identity gateway over the plane's services: routes (configured and stored) and
     approvals from the control plane's services."""
     from tabard.gateway import CredentialBroker, Gateway, GatewayConfig
+    from tabard.gateway.bindings import IdSealer
 
     if plane.audit is None or plane.routes is None:
         raise Unavailable("the gateway needs the audit log and the routes service")
@@ -603,7 +604,11 @@ def build_gateway(plane: ControlPlane) -> Any:
             clock=plane.clock, vault=plane.vault.secrets, leases=plane.vault.leases,
             signer=DownstreamJwtSigner(plane.oauth) if plane.oauth is not None else None),
         tokens=plane.oauth, approvals=plane.approvals, refresh=plane.policies.refresh,
-        owner_of=owner_of)
+        owner_of=owner_of,
+        # session and task ids are sealed under a key every replica derives from the KEK
+        id_sealer=IdSealer.from_kek(load_kek(os.environ.get("TABARD_KEK"),
+                                             plane.settings.effective_kek_file,
+                                             create=False)))
 
 
 def serve_gateway_process(plane: ControlPlane,

@@ -243,6 +243,8 @@ class GatewayRouteSettings(_Section):
     timeout: float = Field(default=30.0, gt=0, le=3600)
     strip_headers: tuple[str, ...] = ()
     approval_timeout: float = Field(default=120.0, gt=0, le=86400)
+    user_token_issuers: tuple[str, ...] = ()  # dual-token mode: opt-in per issuer
+    push_urls: tuple[str, ...] = ()  # A2A webhook URL prefixes (https)
 
 
 class GatewaySettings(_Section):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from tabard.authority import Authority, MemoryKeyManager
 from tabard.clock import SystemClock
 from tabard.config import Settings
 from tabard.gateway import CredentialBroker, Gateway, GatewayConfig
+from tabard.gateway.bindings import IdSealer
 from tabard.oauth import (
     ASSERTION_JWT_SPIFFE,
     GRANT_TOKEN_EXCHANGE,
@@ -183,6 +184,8 @@ class GatewayWorld:
     json_upstream: HeaderLog
     leases: Leases
     served: list[Served] = field(default_factory=list)
+    replica: Callable[[], Gateway] | None = None
+    """Another gateway over the same services and key (a second replica)."""
 
     def add_route(self, name: str, protocol: RouteProtocol, app: ASGIApp,
                   path: str = "", port: int = 0) -> HeaderLog:
@@ -286,18 +289,23 @@ def build_world(tmp: Path) -> Iterator[GatewayWorld]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     approvals = InMemoryApprovals(clock)
-    gateway = Gateway(
-        config=GatewayConfig(audience=url, base_url=url, max_body=64 * 1024,
-                             approval_poll=0.1),
-        clock=clock, decider=engine, catalog=lambda: engine.compiled.catalog,
-        bundle=authority.bundle, routes=routes, audit=audit,
-        credentials=CredentialBroker(clock=clock, vault=vault, leases=leases,
-                                     signer=DownstreamJwtSigner(oauth)),
-        tokens=oauth, approvals=approvals,
-        owner_of=lambda name: (a.owner if (a := facts.agent(name)) else None))
+
+    def make_gateway() -> Gateway:  # every replica derives its id key from the one KEK
+        return Gateway(
+            config=GatewayConfig(audience=url, base_url=url, max_body=64 * 1024,
+                                 approval_poll=0.1),
+            clock=clock, decider=engine, catalog=lambda: engine.compiled.catalog,
+            bundle=authority.bundle, routes=routes, audit=audit,
+            credentials=CredentialBroker(clock=clock, vault=vault, leases=leases,
+                                         signer=DownstreamJwtSigner(oauth)),
+            tokens=oauth, approvals=approvals,
+            owner_of=lambda name: (a.owner if (a := facts.agent(name)) else None),
+            id_sealer=IdSealer.from_kek(b"gateway-test-kek-0123"))
+
+    gateway = make_gateway()
     served.append(serve(gateway, port))
     world = GatewayWorld(url, authority, oauth, routes, approvals, audit, gateway,
-                         sse_upstream, json_upstream, leases, served)
+                         sse_upstream, json_upstream, leases, served, make_gateway)
     try:
         yield world
     finally:

@@ -118,6 +118,19 @@ def test_routes_cli(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "GLOB=UPSTREAM_SCOPE" in err
     code, out, _ = cli(capsys, "routes", "delete", "tools")
     assert code == 0 and "deleted route tools" in out
+    code, out, err = cli(capsys, "routes", "create", "helper", "--protocol", "a2a",
+                         "--upstream", "http://127.0.0.1:7002/a2a", "--user-token-issuer",
+                         "https://idp.example", "--push-url", "https://hooks.example/a2a/")
+    assert code == 0, err
+    code, out, _ = cli(capsys, "routes", "show", "helper")
+    assert "user token issuers" in out and "https://idp.example" in out
+    assert "https://hooks.example/a2a/" in out
+    shown = env.admin.get("/api/v1/routes/helper").json()
+    assert shown["user_token_issuers"] == ["https://idp.example"]
+    assert shown["push_urls"] == ["https://hooks.example/a2a/"]
+    code, _, err = cli(capsys, "routes", "create", "bad", "--protocol", "a2a", "--upstream",
+                       "http://127.0.0.1/", "--push-url", "http://hooks.example/")
+    assert code == 2 and "https://" in err
     code, out, _ = cli(capsys, "routes", "--help")
     assert code == 0 and "create" in out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from mcp.client.streamable_http import streamable_http_client
 from tabard.audit import AuditLog
 from tabard.clock import SystemClock
 from tabard.gateway import DENIED, Gateway
+from tabard.spiffe import SpiffeId
 from tests.integration.gateway_world import (
     INSTANCE,
     PLANTED,
     UPSTREAM_SECRET,
     GatewayWorld,
     build_world,
+    serve,
 )
 
 
@@ -304,3 +307,103 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
                          "cookie": None}
     assert post.status_code == 403 and post.json()["code"] == "denied"
     assert unknown.status_code == 404 and "matches no HTTP route" in unknown.json()["detail"]
+
+
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "probe", "version": "1"}}}).encode()
+TOOLS_LIST = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).encode()
+
+
+def test_a_session_id_serves_only_the_instance_and_user_that_opened_it(
+        world: GatewayWorld) -> None:
+    alice = world.headers("alice", "demo-json")
+    opened = _post(world, "/mcp/demo-json", INITIALIZE, alice)
+    assert opened.status_code == 200
+    sealed = opened.headers["mcp-session-id"]
+    before = len(world.json_upstream.seen)
+    listed = _post(world, "/mcp/demo-json", TOOLS_LIST,
+                   {**alice, "mcp-session-id": sealed, "mcp-protocol-version": "2025-06-18"})
+    assert listed.status_code == 200 and listed.json()["result"]["tools"]
+    upstream_id = world.json_upstream.seen[-1]["mcp-session-id"]
+    assert upstream_id != sealed and upstream_id not in sealed  # the agent never sees it
+    assert len(world.json_upstream.seen) == before + 1
+
+    other = SpiffeId.parse("spiffe://demo.example/agent/assistant/instance/8")
+    other_instance = {"Tabard-Agent-Token": world.agent_token(other),
+                      "Authorization": "Bearer " + world.user_token(
+                          "alice", [world.audience("demo-json")], actor=other)}
+    for headers, session in ((world.headers("bob", "demo-json"), sealed),  # another user
+                             (other_instance, sealed),  # another instance, same user
+                             ({"Tabard-Agent-Token": world.agent_token()}, sealed),  # none
+                             (alice, upstream_id),  # the bare upstream id
+                             (alice, sealed[:-4] + "aaaa")):  # a forged one
+        refused = _post(world, "/mcp/demo-json", TOOLS_LIST,
+                        {**headers, "mcp-session-id": session})
+        assert refused.status_code == 404
+        assert refused.json()["error"] == {"code": -32600, "message": "Session not found"}
+    # the same session through another route (same upstream) is unknown there too
+    assert _post(world, "/mcp/demo-jwt", TOOLS_LIST,
+                 {**world.headers("alice", "demo-jwt"), "mcp-session-id": sealed}
+                 ).status_code == 404
+    assert len(world.json_upstream.seen) == before + 1  # none of them reached the upstream
+    # another replica (same KEK, nothing shared but the key) serves the session
+    assert world.replica is not None
+    replica = serve(world.replica())
+    try:
+        again = httpx.post(f"{replica.url}/mcp/demo-json", content=TOOLS_LIST, timeout=10,
+                           headers={"content-type": "application/json",
+                                    "accept": "application/json, text/event-stream",
+                                    **alice, "mcp-session-id": sealed,
+                                    "mcp-protocol-version": "2025-06-18"})
+        assert again.status_code == 200 and again.json()["result"]["tools"]
+        assert world.json_upstream.seen[-1]["mcp-session-id"] == upstream_id
+    finally:
+        replica.stop()
+
+
+def _demo_user_token(world: GatewayWorld, user: str, audience: str,
+                     may_act: Any = None) -> str:
+    """A user's own token from the demo issuer (one the AS trusts), with ``may_act``."""
+    token = world.oauth.mint_user_token(user, audience=audience)
+    if may_act is None:
+        return token
+    claims = jwt.decode(token, options={"verify_signature": False})
+    key = world.oauth._demo_keys.active  # type: ignore[union-attr]
+    return jwt.encode({**claims, "may_act": may_act}, key.private_key,
+                      algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"})
+
+
+def test_users_own_tokens_are_accepted_only_on_routes_that_opt_in_and_may_act_is_checked(
+        world: GatewayWorld) -> None:
+    json_route = world.routes.get("demo-json")
+    world.routes.put(replace(json_route, name="demo-dual",
+                             user_token_issuers=(str(world.oauth.demo_issuer),)))
+    agent = {"Tabard-Agent-Token": world.agent_token()}
+
+    def initialize(route: str, token: str) -> httpx.Response:
+        return _post(world, f"/mcp/{route}", INITIALIZE,
+                     {**agent, "Authorization": f"Bearer {token}"})
+
+    # the default: a route takes no user's own token, however trusted its issuer
+    refused = initialize("demo-json", _demo_user_token(world, "alice",
+                                                       world.audience("demo-json")))
+    assert refused.status_code == 401 and "dual-token mode is off" in refused.json()["detail"]
+    dual = world.audience("demo-dual")
+    assert initialize("demo-dual", _demo_user_token(world, "alice", dual)).status_code == 200
+    for may_act in ({"sub": "spiffe://demo.example/agent/assistant"},  # the agent
+                    {"sub": str(INSTANCE)}):  # or this instance
+        answer = initialize("demo-dual", _demo_user_token(world, "alice", dual, may_act))
+        assert answer.status_code == 200, answer.text
+    other_instance = "spiffe://demo.example/agent/assistant/instance/8"
+    for may_act in ({"sub": "spiffe://demo.example/agent/other"}, {"sub": other_instance},
+                    {"iss": "x"}):
+        refused = initialize("demo-dual", _demo_user_token(world, "alice", dual, may_act))
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "the user token's may_act does not name this agent"
+    # still audience-bound to the route
+    other = _demo_user_token(world, "alice", world.audience("demo-json"))
+    assert initialize("demo-dual", other).status_code == 401
+    last = [r.body() for r in world.audit.records(after=0, limit=10_000)
+            if r.body()["kind"] == "gateway_decision"][-1]
+    assert last["details"]["status"] == 401

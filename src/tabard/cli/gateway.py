@@ -90,6 +90,14 @@ def routes_create(
         "(repeatable).")] = None,
     approval_timeout: Annotated[float, typer.Option(
         help="Seconds a call waits for approval before it is denied.")] = 120.0,
+    user_token_issuer: Annotated[list[str] | None, typer.Option(
+        "--user-token-issuer", metavar="ISSUER",
+        help="Accept users' own tokens from this issuer (one the authorization server "
+        "trusts; dual-token mode, repeatable). Default: none.")] = None,
+    push_url: Annotated[list[str] | None, typer.Option(
+        "--push-url", metavar="HTTPS_PREFIX",
+        help="A2A: an https URL prefix push-notification webhooks may start with "
+        "(repeatable). Default: none, push configs are refused.")] = None,
     replace: Annotated[bool, typer.Option(
         "--replace", help="Replace the route if it exists.")] = False,
     server: ServerOpt = None,
@@ -108,6 +116,7 @@ def routes_create(
                        "client_id_secret": client_id_secret},
         "dlp_profile": dlp_profile, "dlp_action": dlp_action, "timeout": timeout,
         "strip_headers": strip_header or [], "approval_timeout": approval_timeout,
+        "user_token_issuers": user_token_issuer or [], "push_urls": push_url or [],
     }
     client = AdminClient(server)
     if replace:
@@ -157,7 +166,9 @@ def routes_show(name: NameArg, server: ServerOpt = None, json_out: JsonOpt = Fal
         "scopes": ", ".join(f"{k}={v}" for k, v in c["scopes"].items()) or None,
         "dlp": f"{r['dlp_profile']} ({r['dlp_action']})" if r["dlp_profile"] else None,
         "timeout": f"{r['timeout']:g}s", "approval timeout": f"{r['approval_timeout']:g}s",
-        "strip headers": ", ".join(r["strip_headers"]) or None, "source": r["source"],
+        "strip headers": ", ".join(r["strip_headers"]) or None,
+        "user token issuers": ", ".join(r.get("user_token_issuers") or []) or None,
+        "push urls": ", ".join(r.get("push_urls") or []) or None, "source": r["source"],
         "created": when(r["created_at"]), "updated": when(r["updated_at"]),
     })
 

@@ -17,7 +17,10 @@ Four ways in, one detector table:
   chunk boundary is still seen whole;
 - :class:`SseScanner` for ``text/event-stream``: each event's ``data:`` lines are joined
   (as an SSE client would), scanned (as JSON when they are JSON), and the event re-emitted
-  as valid SSE, event by event with nothing held back between events.
+  as valid SSE, event by event; a finding split across events (streamed text a client
+  appends) is seen through a bounded tail carried from one event to the next, and an event
+  is held back only while it ends in the start of one (partial matching from the
+  ``regex`` module, which ``re`` lacks).
 
 The detector table is written here by hand: the Python secret scanners are line-oriented
 tools for repositories (they report lines of files, not spans to rewrite in a stream), and
@@ -28,6 +31,7 @@ Every pattern has bounded repetition so that :data:`MAX_MATCH` bounds the held-b
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import json
 import re
@@ -481,20 +485,112 @@ class StreamScanner:
         return out.encode("utf-8", "surrogateescape")
 
 
+_Path = tuple[str | int, ...]
+
+
+def _width(pattern: str) -> int:
+    """The longest text ``pattern`` can match (all detectors' repetitions are bounded)."""
+    from re import _parser
+
+    return int(_parser.parse(pattern).getwidth()[1])
+
+# what a refinement widens a match over, before the pattern's own start
+_WIDENED = {"email": re.compile(r"[A-Za-z0-9._%+-]+\Z"),
+            "connection_string": re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")}
+_MAX_LEAVES = 1024
+_CARRY_PATHS = 256
+
+
+@dataclass(eq=False)
+class _SseEvent:
+    """One event read: its lines (the first ``data`` line replaced by a slot for all of
+    them), the joined data, its value (decoded JSON, or the text when it is not JSON), and
+    its texts: the string values (by JSON path) that may continue the previous event's."""
+
+    raw: bytes
+    kept: list[bytes]
+    slot: int | None
+    joined: str = ""
+    value: Any = None
+    is_json: bool = False
+    changed: bool = False
+    texts: dict[_Path, str] = field(default_factory=dict)
+
+
+def _leaves(value: Any) -> list[tuple[_Path, str]]:
+    """The string values of a JSON value with their paths, in document order (bounded)."""
+    out: list[tuple[_Path, str]] = []
+    stack: list[tuple[_Path, Any]] = [((), value)]
+    while stack and len(out) < _MAX_LEAVES:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            out.append((path, item))
+        elif isinstance(item, dict) and len(path) < 64:
+            stack.extend(((*path, k), v) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list) and len(path) < 64:
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(item))))
+    return out
+
+
+def _set_leaf(value: Any, path: _Path, text: str) -> Any:
+    if not path:
+        return text
+    holder = value
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = text
+    return value
+
+
 class SseScanner:
     """Scans a ``text/event-stream`` body event by event (https://html.spec.whatwg.org/
     multipage/server-sent-events.html#event-stream-interpretation): the ``data:`` lines of an
     event are joined with line feeds, scanned (as JSON when they parse as JSON, which keeps
     JSON-RPC messages valid), and the event is written back with its other fields as they
     were. An incomplete event is held until its blank line; one longer than ``max_event``
-    bytes is refused."""
+    bytes is refused.
 
-    def __init__(self, scanner: DlpScanner, *, max_event: int = 1 << 20) -> None:
-        self._scanner, self._max = scanner, max_event
-        self._buffer = b""
-        self.findings = Findings()
+    A finding split across events (a client that appends streamed text, such as A2A
+    artifact chunks or MCP progress messages, joins it again) is seen too. The texts of an
+    event are its string values by JSON path (the whole data when it is not JSON), but for
+    one equal to the previous event's at that path (a version, a task id: no streamed
+    text). A text that ends in what could be the start of a finding (a partial match of a
+    detector, through the ``regex`` module's partial matching, or a whole match that could
+    go on; widened back over an e-mail's local part or a URL's scheme) leaves a carried
+    tail: that text and 64 characters of context before it, at most :data:`MAX_MATCH`.
+    The texts at the same path of the next events are scanned after it, and a finding
+    across an event boundary is redacted (or blocks) in every event it touches that has
+    not left: its placeholder in the first, its characters removed from the others. An
+    event leaves at once unless its texts end in such a start of at least ``hold_min``
+    characters; then it is held, with the events behind it, until an event with data ends
+    none, or the stream ends, or more than ``max_held`` events or ``max_event`` bytes wait.
+    So clean events are not delayed, and at most ``hold_min - 1`` characters of a split
+    finding's start leave before its end is seen. Starts are looked for in the last
+    ``window`` characters of each text."""
 
     _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r|\r\n\n|\n\r\n")
+    _CONTEXT = 64
+
+    def __init__(self, scanner: DlpScanner, *, max_event: int = 1 << 20, hold_min: int = 8,
+                 window: int = 4096, max_held: int = 64) -> None:
+        import regex  # partial matching; only SSE bodies need it
+
+        self._scanner, self._max = scanner, max_event
+        self._hold_min, self._window, self._max_held = hold_min, window, max_held
+        chosen = [d for d in DETECTORS if d.kind in scanner.profile.kinds]
+        widths = [_width(d.pattern) for d in chosen]
+        self._partials = [(regex.compile(d.pattern), _WIDENED.get(d.kind), min(w, window))
+                          for d, w in zip(chosen, widths, strict=True)]
+        self._detectors = [(*row, w) for row, w in zip(scanner._detectors, widths,
+                                                         strict=True)]
+        self._open: dict[_Path, tuple[str, int | None]] = {}  # the last _open_end per path
+        self._buffer = b""
+        # per path: the carried tail of texts that have left, and whether the finding it
+        # ends in was counted already (a whole match)
+        self._carry: dict[_Path, tuple[str, bool]] = {}
+        self._last: dict[_Path, str] = {}  # the previous event's string values
+        self._pending: list[_SseEvent] = []  # held events, and any events behind them
+        self.findings = Findings()
 
     def feed(self, chunk: bytes) -> bytes:
         self._buffer += chunk
@@ -504,47 +600,193 @@ class SseScanner:
             if m is None:
                 break
             event, self._buffer = self._buffer[:m.end()], self._buffer[m.end():]
-            out.append(self._event(event))
+            out.append(self._push(event))
         if len(self._buffer) > self._max:
             raise SseEventTooLargeError(f"an event-stream event exceeds {self._max} bytes")
         return b"".join(out)
 
     def finish(self) -> bytes:
         """The rest: an unterminated last event is dispatched by no client, but it is scanned
-        all the same before it is passed on."""
+        all the same before it is passed on; held events leave now."""
         rest, self._buffer = self._buffer, b""
-        return self._event(rest) if rest else b""
+        out = self._push(rest) if rest else b""
+        return out + self._flush()
 
-    def _event(self, raw: bytes) -> bytes:
-        lines = re.split(rb"\r\n|\r|\n", raw)
+    # -- one event ---------------------------------------------------------------------------
+
+    def _push(self, raw: bytes) -> bytes:
+        event = self._read(raw)
+        if event.slot is None:
+            if not self._pending:
+                return raw
+            self._pending.append(event)
+        else:
+            strings = (_leaves(event.value) if event.is_json
+                       else [((), str(event.value))])
+            event.texts = {p: t for p, t in strings if self._last.get(p) != t}
+            self._last = dict(strings)
+            self._pending.append(event)
+            if not self._holds(event):
+                return self._flush()
+        if len(self._pending) > self._max_held or sum(
+                len(e.raw) for e in self._pending) > self._max:
+            return self._flush()
+        return b""
+
+    def _read(self, raw: bytes) -> _SseEvent:
         data: list[str] = []
-        first_data: int | None = None
         kept: list[bytes] = []
-        for line in lines:
+        slot: int | None = None
+        for line in re.split(rb"\r\n|\r|\n", raw):
             if line.startswith(b"data"):
                 name, sep, value = line.partition(b":")
                 if name == b"data":
                     if sep and value.startswith(b" "):
                         value = value[1:]
                     data.append(value.decode("utf-8", "surrogateescape"))
-                    if first_data is None:
-                        first_data = len(kept)
+                    if slot is None:
+                        slot = len(kept)
                         kept.append(b"")
                     continue
             kept.append(line)
-        if first_data is None:
-            return raw
-        joined = "\n".join(data)
-        try:
-            json.loads(joined)
+        event = _SseEvent(raw, kept, slot)
+        if slot is None:
+            return event
+        event.joined = event.value = "\n".join(data)
+        with contextlib.suppress(ValueError, RecursionError):
+            event.value, event.is_json = json.loads(event.joined), True
+        return event
+
+    def _joined(self, path: _Path) -> tuple[str, list[tuple[_SseEvent, int, int]]]:
+        """The carried tail at ``path`` and the held texts after it, joined; where each
+        held text lies in it."""
+        text = self._carry.get(path, ("", True))[0]
+        pieces = []
+        for event in self._pending:
+            piece = event.texts.get(path)
+            if piece is not None:
+                pieces.append((event, len(text), len(text) + len(piece)))
+                text += piece
+        return text, pieces
+
+    def _holds(self, event: _SseEvent) -> bool:
+        """Whether a text of ``event`` (after the carried and held ones) ends in the start
+        of a finding of at least ``hold_min`` characters."""
+        block = self._scanner.profile.action is DlpAction.BLOCK
+        for path in event.texts:
+            text, pieces = self._joined(path)
+            start = self._open_end(text, path)
+            if start is None or len(text) - start < self._hold_min:
+                continue
+            if not block:
+                return True
+            # blocking: a whole finding in this event or across the held ones stops now
+            held_from = pieces[0][1] if pieces else len(text)
+            return not (self._scanner._matches(event.texts[path]) or any(
+                end > held_from for _, end, _ in self._scanner._matches(text)))
+        return False
+
+    def _flush(self) -> bytes:
+        """Redact the findings across boundaries in the waiting events, carry their open
+        ends, and let them all leave."""
+        events, marks = [e for e in self._pending if e.slot is not None], []
+        for path in dict.fromkeys(p for e in events for p in e.texts):
+            carried, counted = self._carry.get(path, ("", True))
+            text, pieces = self._joined(path)
+            bounds = sorted({a for _, a, _ in pieces if a > 0})
+            for start, end, kind in self._crossing(text, bounds):
+                if start >= len(carried) or not counted:
+                    self.findings.counts[kind] += 1
+                    if self._scanner.profile.action is DlpAction.BLOCK:
+                        raise DlpBlockedError(self.findings.counts)
+                first = True
+                for event, a, b in pieces:
+                    lo, hi = max(start, a), min(end, b)
+                    if lo < hi:
+                        marks.append((event, path, lo - a, hi - a,
+                                      f"[REDACTED:{kind}]" if first else ""))
+                        first = False
+            self._carry_end(path, text)
+        for event, path, lo, hi, placeholder in sorted(marks, key=lambda m: -m[2]):
+            leaf = event.texts[path]
+            event.texts[path] = leaf[:lo] + placeholder + leaf[hi:]
+            event.value = _set_leaf(event.value, path, event.texts[path])
+            event.changed = True
+        out, self._pending = self._pending, []
+        return b"".join(self._render(e) if e.slot is not None else e.raw for e in out)
+
+    def _crossing(self, text: str, bounds: list[int]) -> list[tuple[int, int, str]]:
+        """The findings of ``text`` that cross one of ``bounds`` (each searched for only
+        within its detector's widest match of the bound), left to right, not overlapping.
+        Those inside one event are left to that event's own scan."""
+        found: list[tuple[int, int, int, str]] = []
+        for bound in bounds:
+            for row, (pattern, kind, refine, width) in enumerate(self._detectors):
+                for m in pattern.finditer(text, max(0, bound - width),
+                                          min(len(text), bound + width + 1)):
+                    if m.start() >= bound:
+                        break
+                    span = m.span() if refine is None else refine(text, m)
+                    if span is not None and span[0] < bound < span[1]:
+                        found.append((span[0], row, span[1], kind))
+        spans: list[tuple[int, int, str]] = []
+        last = 0
+        for start, _, stop, kind in sorted(found):
+            if start >= last:
+                spans.append((start, stop, kind))
+                last = stop
+        return spans
+
+    def _carry_end(self, path: _Path, text: str) -> None:
+        start = self._open_end(text, path)
+        if start is None:
+            self._carry.pop(path, None)
+            return
+        whole = any(end == len(text) for _, end, _ in self._scanner._matches(text, start))
+        self._carry[path] = (text[max(0, start - self._CONTEXT, len(text) - MAX_MATCH):],
+                             whole)
+        if len(self._carry) > _CARRY_PATHS:
+            del self._carry[next(iter(self._carry))]
+
+    def _open_end(self, text: str, path: _Path) -> int | None:
+        """Where the earliest match that reaches the end of ``text`` starts (a partial
+        match, or a whole one that could go on), widened back over what a detector's
+        refinement takes before its pattern (an e-mail's local part, a URL's scheme).
+        Each detector looks only as far back as its widest match (at most ``window``)."""
+        cached = self._open.get(path)
+        if cached is not None and cached[0] == text:
+            return cached[1]
+        start: int | None = None
+        for pattern, before, width in self._partials:
+            for m in pattern.finditer(text, max(0, len(text) - width - 1), partial=True):
+                if m.end() == len(text) and m.start() < m.end():
+                    at = m.start()
+                    if before is not None:
+                        lead = before.search(text, max(0, at - 256), at)
+                        at = lead.start() if lead is not None else at
+                    start = at if start is None else min(start, at)
+                    break
+        self._open[path] = (text, start)
+        if len(self._open) > _CARRY_PATHS:
+            del self._open[next(iter(self._open))]
+        return start
+
+    def _render(self, event: _SseEvent) -> bytes:
+        """The event after its own scan, written back as it came when nothing changed."""
+        assert event.slot is not None
+        joined = event.joined
+        if event.changed:
+            joined = (json.dumps(event.value, ensure_ascii=False, separators=(",", ":"))
+                      if event.is_json else str(event.value))
+        if event.is_json:
             scanned, found = self._scanner.scan_json(joined)
             self.findings.add(found)
             text = scanned.decode("utf-8", "surrogateescape")
-        except ValueError:
+        else:
             text, _ = self._scanner.scan_text(joined, self.findings)
-        if text == joined:
-            return raw
-        data_lines = b"\n".join(b"data: " + part.encode("utf-8", "surrogateescape")
-                                for part in text.split("\n"))
-        kept[first_data] = data_lines
+        if text == event.joined:
+            return event.raw
+        kept = list(event.kept)
+        kept[event.slot] = b"\n".join(b"data: " + part.encode("utf-8", "surrogateescape")
+                                      for part in text.split("\n"))
         return b"\n".join(kept)

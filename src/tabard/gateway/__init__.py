@@ -2,8 +2,10 @@
 
 :class:`Gateway` is the ASGI application; :mod:`.auth` authenticates agents and users,
 :mod:`.operations` reads what a request asks, :mod:`.credentials` injects the route's
-just-in-time credential, :mod:`.ports` declares what it reads from routes, approvals, the
-policy engine and the authorization server; :mod:`.serve` runs it on uvicorn.
+just-in-time credential, :mod:`.bindings` seals MCP session and A2A task ids to their
+caller, :mod:`.pushurls` checks A2A webhook URLs, :mod:`.ports` declares what it reads
+from routes, approvals, the policy engine and the authorization server; :mod:`.serve` runs
+it on uvicorn.
 """
 
 from tabard.gateway.auth import AGENT_TOKEN_HEADER, AgentIdentity, Caller

@@ -5,7 +5,10 @@ The user token is either a delegated access token of tabard's authorization serv
 top-level ``act.sub`` must be the authenticated instance, its ``cnf`` (RFC 8705) must match
 the client certificate when present, and its ``aud`` must name this route — or, in
 dual-token mode, the user's own token from an issuer the authorization server trusts, also
-audience-bound to this route. Any other token is refused: nothing is passed through.
+audience-bound to this route. Dual-token mode is opt-in per route (its
+``user_token_issuers``, none by default) and, when the user's token carries an RFC 8693
+``may_act`` claim, that claim must name the calling instance or its agent. Any other token
+is refused: nothing is passed through.
 
 Agents' JWT-SVIDs go through one bounded verified-token cache per process
 (:class:`tabard.spiffe.JwtSvidCache`, keyed by the token's SHA-256): a hit re-checks the
@@ -22,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +38,7 @@ from tabard.policy import Hop, Scope, ScopeError, agent_of_instance
 from tabard.spiffe import Bundle, JwtSvidCache, JwtSvidError, X509SvidCache, X509SvidError
 
 __all__ = ["AGENT_TOKEN_HEADER", "AgentIdentity", "Caller", "authenticate_agent",
-           "establish_user"]
+           "check_dual_token", "establish_user"]
 
 AGENT_TOKEN_HEADER = "tabard-agent-token"
 _LEEWAY = 30.0
@@ -164,8 +167,32 @@ def _issuer_of(token: str) -> object:
     return issuer
 
 
+def check_dual_token(claims: Mapping[str, Any], agent: AgentIdentity,
+                     user_issuers: Collection[str], *, verified: bool) -> None:
+    """Dual-token mode on a route: before verification (``verified`` false), the token's
+    issuer must be one the route accepts users' own tokens from; after, an RFC 8693
+    ``may_act`` claim, when present, must be an object whose ``sub`` names the instance or
+    its agent (``spiffe://<td>/agent/<name>``: any of its instances), as the authorization
+    server reads it in a token exchange."""
+    if not verified:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer not in user_issuers:
+            raise UserTokenError(
+                "this route accepts no user token from this issuer (dual-token mode is "
+                "off unless the route names the issuer in user_token_issuers); exchange it "
+                "at tabard's authorization server for a delegated access token")
+        return
+    if "may_act" not in claims:
+        return
+    may_act = claims["may_act"]
+    named = may_act.get("sub") if isinstance(may_act, Mapping) else None
+    if named not in (agent.spiffe_id, agent.spiffe_id.split("/instance/", 1)[0]):
+        raise UserTokenError("the user token's may_act does not name this agent")
+
+
 def establish_user(authorization: str | None, agent: AgentIdentity, *,
-                   verifier: TokenVerifier | None, audience: str) -> Caller:
+                   verifier: TokenVerifier | None, audience: str,
+                   user_issuers: Collection[str] = ()) -> Caller:
     """The user context of ``Authorization`` (module docstring); none: agent-as-principal
     (the decision then allows it only for agents whose delegation mode says so)."""
     if not authorization:
@@ -189,7 +216,9 @@ def establish_user(authorization: str | None, agent: AgentIdentity, *,
             claims = verifier.verify_access_token(token)
             kind = "delegated"
         else:
+            check_dual_token({"iss": issuer}, agent, user_issuers, verified=False)
             claims = verifier.verify_user_token(token, [audience])
+            check_dual_token(claims, agent, user_issuers, verified=True)
             kind = "user"
     except Unauthenticated as exc:
         raise UserTokenError(str(exc)) from None

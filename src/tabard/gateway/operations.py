@@ -38,9 +38,9 @@ A2A_METHODS = frozenset({"message/send", "message/stream", "tasks/get", "tasks/c
                          "tasks/resubscribe", "tasks/pushNotificationConfig/set",
                          "tasks/pushNotificationConfig/get"})
 # A2A 1.0 names its JSON-RPC methods after its gRPC service; each is decided as the policy
-# action of the same meaning (the 0.3 wire name). ``ListTasks`` (it would show other
-# callers' tasks: task ids are not bound to their creator) and ``GetExtendedAgentCard``
-# are not served.
+# action of the same meaning (the 0.3 wire name). ``ListTasks`` (the upstream does not
+# know the caller: it would show other callers' tasks, and the gateway would seal their
+# ids for the lister) and ``GetExtendedAgentCard`` are not served.
 A2A_V1_METHODS = {
     "SendMessage": "message/send", "SendStreamingMessage": "message/stream",
     "GetTask": "tasks/get", "CancelTask": "tasks/cancel", "SubscribeToTask": "tasks/resubscribe",

@@ -68,6 +68,10 @@ class RouteView(Protocol):
     def strip_headers(self) -> tuple[str, ...]: ...
     @property
     def approval_timeout(self) -> float: ...
+    @property
+    def user_token_issuers(self) -> tuple[str, ...]: ...  # dual-token mode, opt-in
+    @property
+    def push_urls(self) -> tuple[str, ...]: ...  # A2A webhook URL prefixes
 
 
 class RouteSource(Protocol):

@@ -59,6 +59,16 @@ from tabard.gateway.auth import (
     authenticate_agent,
     establish_user,
 )
+from tabard.gateway.bindings import (
+    MCP_SESSION_HEADER,
+    TASK_NOT_FOUND,
+    Binding,
+    IdSealer,
+    UnknownIdError,
+    seal_event_answer,
+    seal_json_answer,
+)
+from tabard.gateway.bindings import current as current_binding
 from tabard.gateway.credentials import CredentialBroker
 from tabard.gateway.errors import (
     BodyTooLargeError,
@@ -66,6 +76,7 @@ from tabard.gateway.errors import (
     UnknownRouteError,
 )
 from tabard.gateway.operations import (
+    INVALID_REQUEST,
     METHOD_NOT_FOUND,
     JsonRpcParseError,
     Operation,
@@ -81,6 +92,7 @@ from tabard.gateway.ports import (
     RouteView,
     TokenVerifier,
 )
+from tabard.gateway.pushurls import push_url_problem, push_urls_of
 from tabard.policy import (
     Catalog,
     Decision,
@@ -193,6 +205,19 @@ def _compact(value: Any) -> str:
 
 def _rpc_error(id_: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id_, "error": {"code": code, "message": message}}
+
+
+def _refused_rpc(messages: list[dict[str, Any]], batch: bool,
+                 refused: list[tuple[Any, int, str]]) -> Response:
+    """The answer to a call some of whose requests (``(id, code, message)``) are refused:
+    their errors, and for every other request of a batch a refusal of its own."""
+    errors = [_rpc_error(id_, code, message) for id_, code, message in refused]
+    errors += [_rpc_error(m.get("id"), DENIED, "not forwarded: another request of this "
+                          "batch was refused") for m in messages
+               if "id" in m and all(m.get("id") != r[0] for r in refused)]
+    if not errors:
+        return Response(status_code=202)
+    return _rpc_response(errors, batch)
 
 
 def _rpc_response(errors: list[dict[str, Any]], batch: bool, status: int = 200) -> Response:
@@ -368,6 +393,7 @@ class Gateway:
         approvals: ApprovalSource | None = None,
         refresh: Callable[[], None] | None = None,
         owner_of: Callable[[str], str | None] | None = None,
+        id_sealer: IdSealer | None = None,
     ) -> None:
         self.config = config
         self._clock = clock
@@ -387,6 +413,7 @@ class Gateway:
         self._refreshed = -1e18
         self._owners: dict[str, tuple[float, str | None]] = {}
         self._outcomes: set[asyncio.Task[None]] = set()
+        self._ids = id_sealer or IdSealer.ephemeral()  # bindings.py: shared by replicas
 
     def bind(self, base_url: str) -> None:
         """Learn the public base URL once listening: it is the default audience of agents'
@@ -507,6 +534,9 @@ class Gateway:
             raise _Refusal(_problem(404, "not_found", f"no {request.method} {rest or '/'} "
                                     f"on {protocol} route {name!r}"))
         record.operations = [op.label for op in ops]
+        binding, body = self._bind(request, protocol, name, caller, messages, batch, body,
+                                   record)
+        self._check_push_urls(protocol, route, messages, batch, record)
 
         decisions = await self._decide_all(ops, caller, route, record, batch)
         tools_list_ids = {json.dumps(op.id) for op in ops
@@ -521,11 +551,69 @@ class Gateway:
             record.outcome, record.reason = "error", "the audit log cannot record the call"
             raise _Refusal(self._audit_refusal(ops, batch, protocol))
         headers = await self._upstream_headers(request, route, caller, operation, record)
+        binding.to_upstream(headers)
         ids = [op.id for op in ops if op.has_id]
-        return await self._forward(request, route, rest, body, headers, record,
+        response = await self._forward(request, route, rest, body, headers, record,
                                    redact=redact, tools_list=tools_list_ids, caller=caller,
                                    rpc_id=ids[0] if len(ids) == 1 and not batch else None,
                                    card=ops[0].method == "agent-card")
+        binding.seal_session_header(response.headers)
+        return response
+
+    # --- session and task ids bound to their caller (bindings.py) ---------------------------
+
+    def _bind(self, request: Request, protocol: str, route: str, caller: Caller,
+              messages: list[dict[str, Any]], batch: bool, body: bytes, record: _Record
+              ) -> tuple[Binding, bytes]:
+        """The request's :class:`Binding` (made current for the answer's transforms), and
+        the body to forward: an ``Mcp-Session-Id`` or A2A task id that is not this
+        caller's is refused as unknown; sealed task ids are replaced by the upstream's."""
+        binding = Binding(self._ids, protocol=protocol, route=route,
+                          instance=caller.agent.spiffe_id, user=caller.user)
+        current_binding.set(binding)
+        if protocol == "mcp":
+            try:
+                binding.check_session(request.headers.get(MCP_SESSION_HEADER))
+            except UnknownIdError as exc:
+                record.outcome, record.reason = "denied", f"Mcp-Session-Id refused: {exc}"
+                # the MCP SDK server's answer to an unknown session, word for word
+                raise _Refusal(JSONResponse(_rpc_error(None, INVALID_REQUEST,
+                                                       "Session not found"),
+                                            status_code=404)) from None
+        if protocol != "a2a" or not messages:
+            return binding, body
+        refused, changed = binding.open_requests(messages)
+        if refused:
+            record.outcome = "denied"
+            record.reason = "task id refused: " + "; ".join(sorted({r.reason for r in refused}))
+            raise _Refusal(_refused_rpc(messages, batch, [
+                (r.rpc_id, TASK_NOT_FOUND, "Task not found") for r in refused
+                if r.rpc_id is not None]))
+        if changed:
+            body = json.dumps(messages if batch else messages[0],
+                              separators=(",", ":")).encode()
+        return binding, body
+
+    def _check_push_urls(self, protocol: str, route: RouteView,
+                         messages: list[dict[str, Any]], batch: bool, record: _Record) -> None:
+        """A2A: every push-notification webhook a request registers must pass
+        :func:`push_url_problem` for the route's ``push_urls``; otherwise the call is
+        refused (JSON-RPC ``-31003``) and never forwarded."""
+        if protocol != "a2a":
+            return
+        refused: list[tuple[Any, int, str]] = []
+        problems: set[str] = set()
+        for message in messages:
+            for url in push_urls_of(str(message.get("method")), message.get("params")):
+                problem = push_url_problem(url, route.push_urls)
+                if problem is not None:
+                    problems.add(problem)
+                    if "id" in message:
+                        refused.append((message["id"], DENIED, f"denied by tabard: {problem}"))
+                    break
+        if problems:
+            record.outcome, record.reason = "denied", "; ".join(sorted(problems))[:1000]
+            raise _Refusal(_refused_rpc(messages, batch, refused))
 
     def _audit_refusal(self, ops: list[Operation], batch: bool, protocol: str) -> Response:
         detail = "the call was refused because the audit log cannot record it"
@@ -591,7 +679,8 @@ class Gateway:
                 bundle=self._bundle, audience=self.config.audience,
                 now=self._clock.timestamp())
             return establish_user(request.headers.get("authorization"), agent,
-                                  verifier=self._tokens, audience=self.route_audience(route))
+                                  verifier=self._tokens, audience=self.route_audience(route),
+                                  user_issuers=route.user_token_issuers)
         except TabardError as exc:
             raise _Refusal(_problem(401, exc.code, str(exc),
                                     **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
@@ -937,6 +1026,7 @@ class Gateway:
 
     def _transform_json(self, data: bytes, scanner: DlpScanner | None, findings: Findings,
                         tools_list: set[str], caller: Caller) -> bytes:
+        data = seal_json_answer(data)
         if tools_list:
             with contextlib.suppress(ValueError, RecursionError):
                 value = json.loads(data)
@@ -956,6 +1046,7 @@ class Gateway:
         return out
 
     def _transform_event(self, event: bytes, tools_list: set[str], caller: Caller) -> bytes:
+        event = seal_event_answer(event)
         if not tools_list:
             return event
         lines = event.decode("utf-8", "surrogateescape").splitlines()

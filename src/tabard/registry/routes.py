@@ -120,6 +120,12 @@ class Route:
     updated_at: datetime
     source: str = "api"
     """``api`` (stored in SQL) or ``config`` (``[[gateway.routes]]``, read-only)."""
+    user_token_issuers: tuple[str, ...] = ()
+    """Dual-token mode: the issuers (trusted by the authorization server) whose users' own
+    tokens this route accepts; none by default (only tabard's delegated tokens)."""
+    push_urls: tuple[str, ...] = ()
+    """A2A routes: the https URL prefixes a push-notification webhook must start with;
+    none by default (push-notification configs are refused)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "protocol": self.protocol.value, "upstream": self.upstream,
@@ -127,6 +133,8 @@ class Route:
                 "dlp_profile": self.dlp_profile, "dlp_action": self.dlp_action,
                 "timeout": self.timeout, "strip_headers": list(self.strip_headers),
                 "approval_timeout": self.approval_timeout, "source": self.source,
+                "user_token_issuers": list(self.user_token_issuers),
+                "push_urls": list(self.push_urls),
                 "created_at": self.created_at.isoformat(),
                 "updated_at": self.updated_at.isoformat()}
 
@@ -191,6 +199,26 @@ def _check_url(value: str, what: str) -> str:
     if parts.fragment:
         raise InvalidRouteError(f"{what} must not have a #fragment")
     return value
+
+
+def _check_push_prefix(value: str) -> str:
+    """A webhook URL prefix: https, a host, no credentials, query nor fragment."""
+    _check_url(value, "push_urls entry")
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        raise InvalidRouteError(f"push_urls entry {value!r} must be an https:// URL")
+    if parts.query or value.endswith("?"):
+        raise InvalidRouteError(f"push_urls entry {value!r} must not have a query")
+    return value
+
+
+def _check_strings(values: Sequence[str], what: str, limit: int) -> tuple[str, ...]:
+    if isinstance(values, str) or not all(isinstance(v, str) and 0 < len(v) <= 2048
+                                          for v in values):
+        raise InvalidRouteError(f"{what} must be a list of strings of 1-2048 characters")
+    if len(values) > limit:
+        raise InvalidRouteError(f"at most {limit} {what}")
+    return tuple(dict.fromkeys(values))
 
 
 def _check_header(value: str, what: str) -> str:
@@ -258,7 +286,13 @@ def validate_route(route: Route, *, secrets: SecretNames | None = None,
     strip = tuple(_check_header(h, "strip header") for h in route.strip_headers)
     if len(strip) > 32:
         raise InvalidRouteError("at most 32 strip headers")
+    issuers = _check_strings(route.user_token_issuers, "user_token_issuers", 16)
+    push = tuple(_check_push_prefix(u)
+                 for u in _check_strings(route.push_urls, "push_urls", 32))
+    if push and protocol is not RouteProtocol.A2A:
+        raise InvalidRouteError("push_urls apply to a2a routes only")
     return replace(route, protocol=protocol, strip_headers=strip,
+                   user_token_issuers=issuers, push_urls=push,
                    timeout=_check_number(route.timeout, "timeout", MAX_TIMEOUT),
                    approval_timeout=_check_number(route.approval_timeout, "approval_timeout",
                                                   MAX_APPROVAL_TIMEOUT))
@@ -281,6 +315,8 @@ def route_from_mapping(data: Mapping[str, Any], *, at: datetime,
                                        "approval_timeout") if data.get(k) is not None}
         return Route(name=data["name"], protocol=data["protocol"], upstream=data["upstream"],
                      credential=spec, strip_headers=tuple(data.get("strip_headers") or ()),
+                     user_token_issuers=tuple(data.get("user_token_issuers") or ()),
+                     push_urls=tuple(data.get("push_urls") or ()),
                      created_at=at, updated_at=at, source=source, **fields)
     except KeyError as exc:
         raise InvalidRouteError(f"a route needs {exc.args[0]}") from None

@@ -32,7 +32,9 @@ def _route_values(route: Route) -> dict[str, Any]:
             "dlp_profile": route.dlp_profile, "dlp_action": route.dlp_action,
             "timeout": route.timeout, "strip_headers": list(route.strip_headers),
             "approval_timeout": route.approval_timeout, "created_at": route.created_at,
-            "updated_at": route.updated_at}
+            "updated_at": route.updated_at,
+            "user_token_issuers": list(route.user_token_issuers),
+            "push_urls": list(route.push_urls)}
 
 
 def _route(row: Any) -> Route:
@@ -47,7 +49,9 @@ def _route(row: Any) -> Route:
                  dlp_action=row.dlp_action, timeout=float(row.timeout),
                  strip_headers=tuple(row.strip_headers),
                  approval_timeout=float(row.approval_timeout), created_at=row.created_at,
-                 updated_at=row.updated_at, source="api")
+                 updated_at=row.updated_at, source="api",
+                 user_token_issuers=tuple(row.user_token_issuers or ()),
+                 push_urls=tuple(row.push_urls or ()))
 
 
 def _bump(c: Connection) -> None:

@@ -522,6 +522,9 @@ gateway_routes = Table(
     Column("approval_timeout", Double, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # dual-token mode (issuers whose user tokens the route accepts), A2A webhook prefixes
+    Column("user_token_issuers", JSON, nullable=False),
+    Column("push_urls", JSON, nullable=False),
 )
 
 # one row (id 1): bumped in the transaction of every route write, read by gateway caches

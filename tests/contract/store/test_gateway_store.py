@@ -106,10 +106,40 @@ def test_route_crud_and_version(db: Database, clock: FakeClock) -> None:
     {"credential": CredentialSpec(kind="none", secret="jira-token")},
     {"dlp_profile": "nope"}, {"dlp_action": "drop"}, {"timeout": 0.0},
     {"strip_headers": ("bad header",)},
+    {"user_token_issuers": ("",)}, {"user_token_issuers": ("i",) * 17},
+    {"protocol": RouteProtocol.A2A, "push_urls": ("http://hooks.example/",)},
+    {"protocol": RouteProtocol.A2A, "push_urls": ("https://hooks.example/?x=1",)},
+    {"protocol": RouteProtocol.A2A, "push_urls": ("https://u:p@hooks.example/",)},
+    {"push_urls": ("https://hooks.example/",)},  # an mcp route has no webhooks
 ])
 def test_route_rules(db: Database, clock: FakeClock, bad: dict[str, object]) -> None:
     with pytest.raises(InvalidRouteError):
         _routes(db, clock).create(_route(**bad), actor="admin")
+
+
+def test_dual_token_issuers_and_push_urls_are_stored(db: Database, clock: FakeClock) -> None:
+    routes = _routes(db, clock)
+    created = routes.create(_route(
+        "agent", protocol=RouteProtocol.A2A,
+        user_token_issuers=("https://idp.example", "https://idp.example"),
+        push_urls=("https://hooks.example/a2a/",)), actor="admin")
+    assert created.user_token_issuers == ("https://idp.example",)  # duplicates dropped
+    got = routes.get("agent")
+    assert got == created and got.push_urls == ("https://hooks.example/a2a/",)
+    assert routes.get("agent").to_json()["user_token_issuers"] == ["https://idp.example"]
+    assert routes.create(_route("plain"), actor="admin").user_token_issuers == ()
+    assert SqlRouteStore(db).get("plain") == routes.get("plain")
+
+
+def test_the_routes_table_matches_the_migration(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tabard.store.tables import metadata
+
+    with db.connect() as c:
+        diffs = compare_metadata(MigrationContext.configure(c), metadata)
+    assert [d for d in diffs if "gateway_routes" in repr(d)] == []
 
 
 def test_configured_routes_are_read_only(db: Database, clock: FakeClock) -> None:
@@ -223,3 +253,26 @@ def test_an_agent_as_principal_call_is_not_approved_by_the_agents_owner(
     unchecked = ApprovalService(SqlApprovalStore(db), _Directory(), clock)
     with pytest.raises(ApprovalFourEyesError):  # no owner lookup: fail closed
         unchecked.approve(_request(unchecked, user=None), approver="alice")
+
+
+def test_migration_0013_keeps_routes_and_gives_them_empty_lists(database_url: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    db = Database(database_url)
+    try:
+        db.migrate()
+        clock = FakeClock()
+        _routes(db, clock).create(_route("kept", user_token_issuers=("https://idp",)),
+                                  actor="admin")
+        with db.engine.begin() as connection:
+            config = db.alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0013-1")
+        columns = {c["name"] for c in inspect(db.engine).get_columns("gateway_routes")}
+        assert not {"user_token_issuers", "push_urls"} & columns and "name" in columns
+        db.migrate()  # a route stored before the migration reads with empty lists
+        got = SqlRouteStore(db).get("kept")
+        assert got is not None and got.user_token_issuers == () and got.push_urls == ()
+    finally:
+        db.dispose()

@@ -194,7 +194,7 @@ def test_sse_events_scanned_one_by_one_and_reemitted_as_sse() -> None:
     stream = (b": keep-alive\n\n"
               b"event: message\nid: 41\ndata: " + json.dumps(message).encode() + b"\n\n"
               b"id: 42\ndata: first line " + PLANTED["openai_api_key"].encode() + b"\r\n"
-              b"data: second " + PLANTED["email"].encode() + b"\r\n\r\n"
+              b"data: second " + PLANTED["email"].encode() + b" ok\r\n\r\n"
               b"data: nothing to see\n\n")
     for size in (1, 5, 17, len(stream)):
         sse = SseScanner(DlpScanner())
@@ -206,10 +206,77 @@ def test_sse_events_scanned_one_by_one_and_reemitted_as_sse() -> None:
         parsed = json.loads(events[1]["data"])
         assert parsed["result"]["content"][0]["text"] == "[REDACTED:payment_card]"
         assert events[2] == {"id": "42", "data": "first line [REDACTED:openai_api_key]\n"
-                                                 "second [REDACTED:email]"}
+                                                 "second [REDACTED:email] ok"}
         assert events[3] == {"data": "nothing to see"}
         assert sse.findings.as_dict() == {"email": 1, "openai_api_key": 1, "payment_card": 1}
     blocking = SseScanner(DlpScanner(PROFILES["block"]))
     assert blocking.feed(b"data: fine\n\n") == b"data: fine\n\n"
     with pytest.raises(DlpBlockedError):
         blocking.feed(b"data: " + PLANTED["jwt"].encode() + b"\n\n")
+
+
+def _chunk_event(text: str, n: int) -> bytes:
+    message = {"jsonrpc": "2.0", "id": 7, "result": {"artifactUpdate": {
+        "taskId": "t", "append": n > 0, "artifact": {"parts": [{"text": text}]}}}}
+    return b"event: message\ndata: " + json.dumps(message).encode() + b"\n\n"
+
+
+def _texts(out: bytes) -> list[str]:
+    return [json.loads(e["data"])["result"]["artifactUpdate"]["artifact"]["parts"][0]["text"]
+            for e in _events(out) if "data" in e]
+
+
+@pytest.mark.parametrize("kind", sorted(k for k in PLANTED if k not in ("private_key",)))
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_finding_split_across_events_is_redacted_in_every_part(kind: str,
+                                                                 parts: int) -> None:
+    """What a client joins again (appended artifact text) is scanned across events: no
+    event carries the finding's characters beyond the first few of its start."""
+    secret = PLANTED[kind]
+    text = f"here it is: {secret} and more"
+    at = text.index(secret)
+    cuts = [at + len(secret) * k // parts for k in range(1, parts)]
+    pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+    sse = SseScanner(DlpScanner())
+    out = b"".join(sse.feed(_chunk_event(piece, n)) for n, piece in enumerate(pieces))
+    out += sse.finish()
+    texts = _texts(out)
+    assert len(texts) == parts  # every event is still there, in order
+    [(start, end, found)] = DlpScanner()._matches(text)  # what a scan of it all redacts
+    assert found == kind
+    joined, placeholder = "".join(texts), f"[REDACTED:{kind}]"
+    before, after = text[:start], placeholder + text[end:]
+    assert joined.startswith(before) and joined.endswith(after), joined
+    leaked = joined[len(before):len(joined) - len(after)]
+    assert leaked == text[start:start + len(leaked)]
+    if kind == "email":  # a local part can leave before its "@" arrives, never after it
+        assert "@" not in leaked
+    else:
+        assert len(leaked) < 8  # at most hold_min - 1 characters of its start
+    assert sse.findings.counts[kind] == 1
+
+
+def test_clean_events_leave_at_once_and_a_held_one_with_the_next() -> None:
+    sse = SseScanner(DlpScanner())
+    assert _texts(sse.feed(_chunk_event("hello there", 0))) == ["hello there"]
+    assert sse.feed(_chunk_event("token eyJhbGciOiJIUzI1", 1)) == b""  # could be a JWT
+    assert sse.feed(b": keep-alive\n\n") == b""  # stays behind the held event
+    out = sse.feed(_chunk_event(" is not one", 2))
+    assert _texts(out) == ["token eyJhbGciOiJIUzI1", " is not one"]
+    assert b": keep-alive" in out
+    assert sse.feed(_chunk_event("price 2", 3)) != b""  # a short partial match is not held
+    assert sse.finish() == b"" and not sse.findings.total
+
+
+def test_a_split_finding_blocks_the_stream_before_its_start_leaves() -> None:
+    sse = SseScanner(DlpScanner(PROFILES["block"]))
+    secret = PLANTED["github_token"]
+    assert sse.feed(_chunk_event("key " + secret[:20], 0)) == b""
+    with pytest.raises(DlpBlockedError):
+        sse.feed(_chunk_event(secret[20:], 1))
+
+
+def test_the_held_event_leaves_at_the_end_of_the_stream() -> None:
+    sse = SseScanner(DlpScanner())
+    assert sse.feed(b"data: AKIAIOSFODNN7EX\n\n") == b""
+    assert sse.finish() == b"data: AKIAIOSFODNN7EX\n\n"  # no finding: it was not one

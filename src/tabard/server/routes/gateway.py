@@ -56,6 +56,8 @@ class RouteSpec(BaseModel):
     timeout: float = 30.0
     strip_headers: list[str] = Field(default_factory=list, max_length=32)
     approval_timeout: float = 120.0
+    user_token_issuers: list[str] = Field(default_factory=list, max_length=16)
+    push_urls: list[str] = Field(default_factory=list, max_length=32)
 
 
 class CreateRoute(RouteSpec):
@@ -73,6 +75,8 @@ class RouteView(BaseModel):
     timeout: float
     strip_headers: list[str]
     approval_timeout: float
+    user_token_issuers: list[str]
+    push_urls: list[str]
     source: str
     created_at: datetime
     updated_at: datetime
