@@ -86,7 +86,8 @@ def test_the_issuer_picks_the_verifier() -> None:
     own = establish_user(f"Bearer {jwt_with({'iss': Verifier.issuer})}", agent,
                          verifier=verifier, audience="r")
     foreign = establish_user(f"Bearer {jwt_with({'iss': 'https://idp.example'})}", agent,
-                             verifier=verifier, audience="r")
+                             verifier=verifier, audience="r",
+                             user_issuers=("https://idp.example",))
     assert (own.token_kind, foreign.token_kind) == ("delegated", "user")
     assert verifier.asked == ["access", "user"]
     with pytest.raises(UserTokenError, match="not a JWT"):
