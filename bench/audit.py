@@ -6,7 +6,7 @@ started) PostgreSQL.
   32 threads calling :meth:`AuditLog.append` (the OAuth server's request threads), 32
   coroutines awaiting :meth:`AuditLog.append_async` on one event loop (the gateway), and
   :meth:`AuditLog.append_many` of 500 events per call. Beside each: a bare insert of the
-  same rows (entry bytes, hashes, trace keys, as the log stored them) through the driver, in
+  same rows (records, trace rows and subject names, as the log stored them) through the driver, in
   transactions as large as the log's could at best be (32 concurrent callers cannot share more
   than 32 records per commit; ``append_many`` commits 500), with the same durability: SQLite
   in WAL mode with ``synchronous=FULL`` on both sides, PostgreSQL with ``fsync=on`` and
@@ -198,23 +198,28 @@ def _batches(log: AuditLog, events: list[AuditEvent]) -> float:
 
 # --- bare driver baselines --------------------------------------------------------------------
 
-Rows = tuple[list[tuple[Any, ...]], dict[int, list[tuple[Any, ...]]]]
+Rows = tuple[list[tuple[Any, ...]], dict[int, list[tuple[Any, ...]]], list[tuple[Any, ...]]]
 
 
 def _stored_rows(backend: Backend, url: str) -> Rows:
-    """The records and trace keys the log stored, as the driver returns them."""
+    """The records, their trace rows and the trace subject names the log stored, as the
+    driver returns them."""
     conn = backend.connect(url)
     try:
         cur = conn.cursor()
         cur.execute("SELECT seq, recorded_at, kind, entry, hash FROM audit_records ORDER BY seq")
         records = list(cur.fetchall())
-        cur.execute("SELECT subject, seq FROM audit_subjects")
+        cur.execute("SELECT subject_id, seq FROM audit_trace")
         by_seq: dict[int, list[tuple[Any, ...]]] = {}
         for s in cur.fetchall():
             by_seq.setdefault(s[1], []).append(tuple(s))
+        cur.execute("SELECT id, subject FROM audit_subject_names ORDER BY id")
+        names = [tuple(r) for r in cur.fetchall()]
+        if backend.name != "SQLite":
+            conn.rollback()
     finally:
         conn.close()
-    return records, by_seq
+    return records, by_seq, names
 
 
 def _values(mark: str, columns: int, rows: int) -> str:
@@ -224,10 +229,11 @@ def _values(mark: str, columns: int, rows: int) -> str:
 
 def _bare_insert(backend: Backend, rows: Rows, per_commit: int) -> float:
     """The same rows into a fresh database of the same schema: one transaction of
-    ``per_commit`` records at a time, multi-row INSERTs of up to 256 rows."""
+    ``per_commit`` records at a time, multi-row INSERTs of up to 256 rows (the trace subject
+    names, which the log writes when it first meets them, go in with the first)."""
     url = backend.new_url()
     Database(url).migrate()
-    records, by_seq = rows
+    records, by_seq, names = rows
     conn = backend.connect(url)
     m = backend.mark
 
@@ -245,7 +251,9 @@ def _bare_insert(backend: Backend, rows: Rows, per_commit: int) -> float:
             if backend.name == "SQLite":
                 cur.execute("BEGIN IMMEDIATE")
             insert(cur, "audit_records (seq, recorded_at, kind, entry, hash)", 5, chunk)
-            insert(cur, "audit_subjects (subject, seq)", 2,
+            if i == 0:
+                insert(cur, "audit_subject_names (id, subject)", 2, names)
+            insert(cur, "audit_trace (subject_id, seq)", 2,
                    [s for r in chunk for s in by_seq.get(r[0], [])])
             if backend.name == "SQLite":
                 cur.execute("COMMIT")

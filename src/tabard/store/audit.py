@@ -37,7 +37,12 @@ from tabard.audit.ports import ChainHead, NewRecord, StoredCheckpoint
 from tabard.audit.record import AuditRecord
 from tabard.errors import Unavailable
 from tabard.store.db import Database
-from tabard.store.tables import audit_checkpoints, audit_records, audit_subjects
+from tabard.store.tables import (
+    audit_checkpoints,
+    audit_records,
+    audit_subject_names,
+    audit_trace,
+)
 
 __all__ = ["SqlAuditStore"]
 
@@ -46,6 +51,7 @@ log = logging.getLogger("tabard.store.audit")
 _PG_LOCK = 0x7461626172646175  # "tabardau": the advisory lock of the audit log
 _UNKNOWN = object()
 _PAGE = 20_000  # rows per scan query (the LIMIT below)
+_NAMES = 100_000  # trace subject numbers remembered by the writer
 
 _HEAD_SQL = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 _HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(
@@ -105,8 +111,16 @@ class SqlAuditStore:
         # constant SQL; only the driver's placeholder style and the number of rows differ
         self._insert_record = _multi_insert(
             "INSERT INTO audit_records (seq, recorded_at, kind, entry, hash) VALUES ", 5, mark)
-        self._insert_subject = _multi_insert(
-            "INSERT INTO audit_subjects (subject, seq) VALUES ", 2, mark)
+        self._insert_trace = _multi_insert(
+            "INSERT INTO audit_trace (subject_id, seq) VALUES ", 2, mark)
+        self._insert_name = _multi_insert(
+            "INSERT INTO audit_subject_names (subject) VALUES ", 1, mark)
+        self._name_ids = ("SELECT subject, id FROM audit_subject_names WHERE subject IN ({})"
+                          .replace("?", mark))
+        self._mark = mark
+        self._subject_ids: dict[str, int] = {}
+        """Trace subject name -> number, as committed (names recur: the same workloads and
+        users are named in record after record)."""
         dbapi: Any = db.engine.dialect.dbapi
         self._dbapi = dbapi
         self._integrity_error: type[Exception] = self._dbapi.IntegrityError
@@ -183,10 +197,20 @@ class SqlAuditStore:
                         at = times[r.time] = when(r.time)
                     rows.append((r.seq, at, r.kind, r.entry, r.hash))
                 _insert(cursor, self._insert_record, rows)
+                ids = self._subject_ids
                 # (cut to the column's 512 characters, two long keys may become one)
-                _insert(cursor, self._insert_subject, list(dict.fromkeys(
-                    [(s[:512], n.record.seq) for n in new for s in n.subjects])))
+                names = {s[:512] for n in new for s in n.subjects}
+                fresh = self._number(cursor, [s for s in names if s not in ids])
+                known = {**ids, **fresh} if fresh else ids
+                _insert(cursor, self._insert_trace, list(dict.fromkeys(
+                    [(known[s[:512]], n.record.seq) for n in new for s in n.subjects])))
+            else:
+                fresh = {}
             conn.commit()
+            if fresh:
+                if len(self._subject_ids) + len(fresh) > _NAMES:
+                    self._subject_ids.clear()
+                self._subject_ids.update(fresh)
             self._head = ChainHead(new[-1].record.seq, new[-1].record.hash) if new else head
             return new
         except BaseException as exc:
@@ -201,6 +225,27 @@ class SqlAuditStore:
             raise
         finally:
             cursor.close()
+
+    def _number(self, cursor: Any, names: list[str]) -> dict[str, int]:
+        """The numbers of trace subject ``names`` not cached yet, adding the new ones (in
+        the append's transaction: they are remembered only once it commits)."""
+        if not names:
+            return {}
+        names.sort()
+        ids: dict[str, int] = {}
+        for i in range(0, len(names), _ROWS):
+            chunk = names[i:i + _ROWS]
+            cursor.execute(self._name_ids.format(", ".join([self._mark] * len(chunk))), chunk)
+            ids.update((str(name), int(number)) for name, number in cursor.fetchall())
+        missing = [(n,) for n in names if n not in ids]
+        if missing:
+            _insert(cursor, self._insert_name, missing)
+            for i in range(0, len(missing), _ROWS):
+                chunk = [n for (n,) in missing[i:i + _ROWS]]
+                cursor.execute(self._name_ids.format(", ".join([self._mark] * len(chunk))),
+                               chunk)
+                ids.update((str(name), int(number)) for name, number in cursor.fetchall())
+        return ids
 
     def close(self) -> None:
         """Give the writer's connection back (it is made again on the next append)."""
@@ -255,8 +300,9 @@ class SqlAuditStore:
 
     def find(self, subjects: Sequence[str], *, after: int = 0, limit: int = 1000
              ) -> list[AuditRecord]:
-        t, s = audit_records, audit_subjects
-        seqs = (select(s.c.seq).where(s.c.subject.in_([x[:512] for x in subjects]),
+        t, s, n = audit_records, audit_trace, audit_subject_names
+        numbers = select(n.c.id).where(n.c.subject.in_([x[:512] for x in subjects]))
+        seqs = (select(s.c.seq).where(s.c.subject_id.in_(numbers.scalar_subquery()),
                                       s.c.seq > after)
                 .distinct().order_by(s.c.seq).limit(limit).subquery())
         with self._db.read() as c:
