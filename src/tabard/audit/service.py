@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -160,6 +159,10 @@ def _deliver(waiters: list[_AsyncWaiter]) -> None:
 
 _Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter | _AsyncWaiter"]
 
+_IDLE, _LINGER, _BUSY = "idle", "linger", "busy"
+"""What the writer is doing: waiting for appends, waiting for more before it commits, or
+committing (callers wake it only when that changes something)."""
+
 
 class AuditLog:
     """One append-only, hash-chained, checkpointed log (module docstring).
@@ -179,15 +182,19 @@ class AuditLog:
         self._bundles = bundles
         self._timeout = timeout
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        """Guards what follows; the writer waits on it."""
+        self._pending: list[_Job] = []
+        self._pending_records = 0
+        self._writer_state = _IDLE
+        self._stopping = False
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._closed = False
         self._appending = 0
-        """Blocking appends under way (encoding, queued or waiting): the writer waits a
-        moment for the ones not queued yet (group commit)."""
-        self._count_lock = threading.Lock()
+        """Appends under way (encoding, queued or waiting): the writer waits a moment for
+        the ones not queued yet (group commit)."""
 
     # --- appending ----------------------------------------------------------------------
 
@@ -199,7 +206,7 @@ class AuditLog:
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record several events, consecutively, in one transaction."""
         waiter = _Waiter()
-        with self._count_lock:
+        with self._cond:
             self._appending += 1
         try:
             self._enqueue(events, waiter)
@@ -207,13 +214,13 @@ class AuditLog:
         except FutureTimeout:
             raise self._timed_out() from None
         finally:
-            with self._count_lock:
+            with self._cond:
                 self._appending -= 1
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
         waiter = _AsyncWaiter(asyncio.get_running_loop())
-        with self._count_lock:
+        with self._cond:
             self._appending += 1
         try:
             self._enqueue([event], waiter)
@@ -222,7 +229,7 @@ class AuditLog:
         except TimeoutError:
             raise self._timed_out() from None
         finally:
-            with self._count_lock:
+            with self._cond:
                 self._appending -= 1
         return records[0]
 
@@ -240,7 +247,19 @@ class AuditLog:
         prepared = [prepare(e, now) for e in events]
         if self._writer is None:
             self._ensure_writer()
-        self._queue.put((prepared, waiter))
+        with self._cond:
+            if self._stopping:
+                raise AuditUnavailableError("the audit log is closed")
+            pending = self._pending
+            pending.append((prepared, waiter))
+            self._pending_records += len(prepared)
+            # wake the writer only when it has something to do: it is idle, or it lingers
+            # and everyone under way is now queued (one wake-up per batch, not per append)
+            state = self._writer_state
+            if state is _IDLE or (state is _LINGER and (
+                    len(pending) >= self._appending
+                    or self._pending_records >= self._max_batch)):
+                self._cond.notify()
 
     def _timed_out(self) -> AuditUnavailableError:
         return AuditUnavailableError(f"the audit log did not confirm the write within "
@@ -258,34 +277,41 @@ class AuditLog:
 
     def _write_loop(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            jobs = self._next_batch()
+            if jobs is None:
                 return
-            jobs = [job]
-            count = len(job[0])
-            stop = False
-            linger = LINGER
-            while count < self._max_batch:
-                try:
-                    if len(jobs) < self._appending and linger > 0:
-                        # more callers are on their way (encoding, or just woken by the last
-                        # commit and coming back): wait a moment for them rather than pay a
-                        # commit (an fsync) for a fraction of them
-                        start = time.perf_counter()
-                        more = self._queue.get(timeout=linger)
-                        linger -= time.perf_counter() - start
-                    else:
-                        more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-                count += len(more[0])
             self._commit(jobs)
-            if stop:
-                return
+
+    def _next_batch(self) -> list[_Job] | None:
+        """Wait for appends and take a batch (``None``: stopped and nothing left). When
+        appends are under way that are not queued yet (callers still encoding, or just woken
+        by the last commit and coming back), wait for them up to :data:`LINGER` rather than
+        pay a commit (an fsync) for a fraction of them."""
+        cond = self._cond
+        with cond:
+            self._writer_state = _IDLE
+            while not self._pending:
+                if self._stopping:
+                    return None
+                cond.wait()
+            if len(self._pending) < self._appending and not self._stopping:
+                self._writer_state = _LINGER
+                deadline = time.monotonic() + LINGER
+                while (len(self._pending) < self._appending
+                       and self._pending_records < self._max_batch):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not cond.wait(left):
+                        break
+            self._writer_state = _BUSY
+            jobs, count = [], 0
+            for job in self._pending:
+                if jobs and count + len(job[0]) > self._max_batch:
+                    break
+                jobs.append(job)
+                count += len(job[0])
+            del self._pending[:len(jobs)]
+            self._pending_records -= count
+            return jobs
 
     def _commit(self, jobs: list[_Job]) -> None:
         live = [(events, f) for events, f in jobs if f.set_running_or_notify_cancel()]
@@ -334,8 +360,10 @@ class AuditLog:
     def close(self) -> None:
         """Let queued records finish, then stop the writer."""
         self._closed = True
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         if self._writer is not None:
-            self._queue.put(None)
             self._writer.join(timeout=self._timeout)
         self._store.close()
 
