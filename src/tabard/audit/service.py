@@ -303,7 +303,8 @@ class AuditLog:
                     if left <= 0 or not cond.wait(left):
                         break
             self._writer_state = _BUSY
-            jobs, count = [], 0
+            jobs: list[_Job] = []
+            count = 0
             for job in self._pending:
                 if jobs and count + len(job[0]) > self._max_batch:
                     break
