@@ -64,6 +64,11 @@ class AuditStore(Protocol):
         in pages. Rows are returned as stored (tampering included)."""
         ...
 
+    def pages(self, *, after: int = 0, until: int | None = None
+              ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """:meth:`scan`, a page (a list of rows) at a time."""
+        ...
+
     def records(self, *, after: int = 0, limit: int = 100, kind: str | None = None,
                 since: datetime | None = None, until: datetime | None = None
                 ) -> list[AuditRecord]:

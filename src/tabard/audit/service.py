@@ -54,7 +54,7 @@ from tabard.audit.record import (
     PreparedEvent,
     prepare,
 )
-from tabard.audit.verify import Problem, VerifyReport, verify_rows
+from tabard.audit.verify import Problem, VerifyReport, verify_pages, verify_rows
 from tabard.clock import Clock
 from tabard.errors import TabardError
 from tabard.spiffe import BundleSource
@@ -513,8 +513,8 @@ class AuditLog:
                     last.tree_size, "checkpoint_mismatch",
                     f"record {last.tree_size} is not the one checkpoint {last.tree_size} "
                     f"signed"))
-        return verify_rows(self._store.scan(after=start.size), verified, start=start,
-                           prev=prev, notes=notes)
+        return verify_pages(self._store.pages(after=start.size), verified, start=start,
+                            prev=prev, notes=notes)
 
     # --- proofs -------------------------------------------------------------------------
 

@@ -263,6 +263,11 @@ class SqlAuditStore:
 
     def scan(self, *, after: int = 0, until: int | None = None
              ) -> Iterator[tuple[int, bytes, bytes]]:
+        for page in self.pages(after=after, until=until):
+            yield from page
+
+    def pages(self, *, after: int = 0, until: int | None = None
+              ) -> Iterator[list[tuple[int, bytes, bytes]]]:
         last = 2**62 if until is None else until
         mark = "?" if self._sqlite else "%s"
         sql = ("SELECT seq, entry, hash FROM audit_records WHERE seq > ? AND seq <= ? "
@@ -278,7 +283,7 @@ class SqlAuditStore:
                     cursor.close()
             if not rows:
                 return
-            yield from rows
+            yield rows
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
