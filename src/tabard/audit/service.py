@@ -129,10 +129,11 @@ class _AsyncWaiter:
     The writer hands a whole batch's results to each loop in one ``call_soon_threadsafe``
     (:func:`_deliver`) rather than waking the loop once per record."""
 
-    __slots__ = ("future", "loop", "outcome")
+    __slots__ = ("deadline", "future", "loop", "outcome")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         self.loop = loop
+        self.deadline = deadline
         self.future: asyncio.Future[list[AuditRecord]] = loop.create_future()
         self.outcome: list[AuditRecord] | BaseException = []
 
@@ -144,6 +145,18 @@ class _AsyncWaiter:
 
     def set_exception(self, error: BaseException) -> None:
         self.outcome = error
+
+
+class _Watch:
+    """The appends one event loop awaits and the one timer that fails those past their
+    deadline (a timer per append, as ``asyncio.timeout`` makes, costs the loop more than the
+    rest of the append's own work)."""
+
+    __slots__ = ("handle", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: set[_AsyncWaiter] = set()
+        self.handle: asyncio.TimerHandle | None = None
 
 
 def _deliver(waiters: list[_AsyncWaiter]) -> None:
@@ -192,6 +205,8 @@ class AuditLog:
         self._start_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._closed = False
+        self._watches: dict[asyncio.AbstractEventLoop, _Watch] = {}
+        """Per event loop: the appends it awaits and their timeout timer."""
         self._appending = 0
         """Appends under way (encoding, queued or waiting): the writer waits a moment for
         the ones not queued yet (group commit)."""
@@ -219,19 +234,47 @@ class AuditLog:
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
-        waiter = _AsyncWaiter(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        waiter = _AsyncWaiter(loop, time.monotonic() + self._timeout)
+        watch = self._watches.get(loop)
+        if watch is None:
+            watch = self._watches[loop] = _Watch()
+        watch.waiters.add(waiter)
+        if watch.handle is None:
+            watch.handle = loop.call_later(self._timeout / 4, self._expire, loop, watch)
         with self._cond:
             self._appending += 1
         try:
             self._enqueue([event], waiter)
-            async with asyncio.timeout(self._timeout):
-                records = await waiter.future
-        except TimeoutError:
-            raise self._timed_out() from None
+            records = await waiter.future
         finally:
+            watch.waiters.discard(waiter)
+            if not watch.waiters:  # nothing left to watch: no timer, nothing kept
+                self._unwatch(loop, watch)
             with self._cond:
                 self._appending -= 1
         return records[0]
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop, watch: _Watch) -> None:
+        if watch.handle is not None:
+            watch.handle.cancel()
+            watch.handle = None
+        if self._watches.get(loop) is watch:
+            del self._watches[loop]
+
+    def _expire(self, loop: asyncio.AbstractEventLoop, watch: _Watch) -> None:
+        """In the event loop, every quarter of the timeout while it awaits appends: fail
+        those past their deadline (so a caller waits between 1 and 1.25 timeouts)."""
+        now = time.monotonic()
+        for w in [w for w in watch.waiters if w.deadline <= now]:
+            watch.waiters.discard(w)
+            if not w.future.done():
+                w.future.set_exception(self._timed_out())
+        watch.handle = None
+        if watch.waiters:
+            watch.handle = loop.call_later(self._timeout / 4, self._expire, loop, watch)
+        else:
+            self._unwatch(loop, watch)
 
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
         """Queue events for the writer; the future resolves once they are committed."""
