@@ -8,7 +8,9 @@ IMMEDIATE`` when the head must be read; PostgreSQL: a transaction-scoped advisor
 after a crash it is there entirely or not at all.
 
 The head (number and hash of the last record) is remembered after each commit, so a batch is
-two multi-row INSERTs and a COMMIT. ``seq`` is the primary key: if another process appended
+two multi-row INSERTs (records, trace rows) and a COMMIT; trace subject names are numbered in
+``audit_subject_names`` the first time they appear (a third INSERT and a SELECT), and the
+numbers remembered once that transaction commits. ``seq`` is the primary key: if another process appended
 in between, the INSERT fails on the duplicate number, nothing is written, and the batch is
 chained again on the head read under the lock. Several server processes over one database
 therefore extend one chain without forks. After any failure the head is read again.
