@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tabard.audit.record import AuditRecord
 
@@ -20,9 +20,9 @@ class ChainHead:
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    """A record to insert, with the index keys ``tabard audit trace`` finds it by."""
+class NewRecord(NamedTuple):
+    """A record to insert, with the index keys ``tabard audit trace`` finds it by (a tuple:
+    one is made per record, in the writer's transaction)."""
 
     record: AuditRecord
     subjects: tuple[str, ...]
