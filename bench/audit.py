@@ -213,7 +213,7 @@ def _stored_rows(backend: Backend, url: str) -> Rows:
         cur = conn.cursor()
         cur.execute("SELECT seq, recorded_at, kind, entry, hash FROM audit_records ORDER BY seq")
         records = list(cur.fetchall())
-        cur.execute("SELECT subject_id, seq FROM audit_trace")
+        cur.execute("SELECT subject_id, seq, more FROM audit_trace")
         by_seq: dict[int, list[tuple[Any, ...]]] = {}
         for s in cur.fetchall():
             by_seq.setdefault(s[1], []).append(tuple(s))
@@ -227,7 +227,7 @@ def _stored_rows(backend: Backend, url: str) -> Rows:
 
 
 _PG_TYPES = {"audit_records": ("int8", "timestamptz", "varchar", "bytea", "bytea"),
-             "audit_trace": ("int8", "int8"), "audit_subject_names": ("int8", "varchar")}
+             "audit_trace": ("int8", "int8", "bytea"), "audit_subject_names": ("int8", "varchar")}
 
 
 def _values(mark: str, columns: int, rows: int) -> str:
@@ -267,7 +267,7 @@ def _bare_insert(backend: Backend, rows: Rows, per_commit: int) -> float:
             insert(cur, "audit_records (seq, recorded_at, kind, entry, hash)", 5, chunk)
             if i == 0:
                 insert(cur, "audit_subject_names (id, subject)", 2, names)
-            insert(cur, "audit_trace (subject_id, seq)", 2,
+            insert(cur, "audit_trace (subject_id, seq, more)", 3,
                    [s for r in chunk for s in by_seq.get(r[0], [])])
             if backend.name == "SQLite":
                 cur.execute("COMMIT")

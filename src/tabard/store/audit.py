@@ -28,12 +28,13 @@ Nothing here updates or deletes a record: the tables are append-only by construc
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import PoolProxiedConnection, insert, select
+from sqlalchemy import PoolProxiedConnection, and_, insert, or_, select
 from sqlalchemy.exc import OperationalError
 
 from tabard.audit.merkle import HASH_SIZE
@@ -107,10 +108,37 @@ def _insert(cursor: Any, statement: Callable[[int], str], rows: list[tuple[Any, 
         i += size
 
 
+_MAX_OFFSET = 0xFFFF  # a trace row's offsets are 16-bit
+_TRACE_WINDOW = 500  # trace rows read per query
+
+
+def _postings(key: int, seqs: list[int]) -> Iterator[tuple[int, int, bytes]]:
+    """Trace rows of subject ``key`` for the ascending ``seqs``: the first seq and the
+    others as big-endian 16-bit offsets from it (a new row past 65,535)."""
+    first = seqs[0]
+    if seqs[-1] - first <= _MAX_OFFSET:  # always, for batches of up to 65,536 records
+        yield key, first, struct.pack(f">{len(seqs) - 1}H", *[q - first for q in seqs[1:]])
+        return
+    start = 0
+    while start < len(seqs):
+        first = seqs[start]
+        end = start + 1
+        while end < len(seqs) and seqs[end] - first <= _MAX_OFFSET:
+            end += 1
+        rest = [q - first for q in seqs[start + 1:end]]
+        yield key, first, struct.pack(f">{len(rest)}H", *rest)
+        start = end
+
+
+def _expand(seq: int, more: bytes) -> list[int]:
+    """The seqs a trace row lists."""
+    return [seq, *(seq + o for o in struct.unpack(f">{len(more) // 2}H", more))]
+
+
 _RECORD_COLUMNS = "audit_records (seq, recorded_at, kind, entry, hash)"
 _RECORD_TYPES = ("int8", "timestamptz", "varchar", "bytea", "bytea")
-_TRACE_COLUMNS = "audit_trace (subject_id, seq)"
-_TRACE_TYPES = ("int8", "int8")
+_TRACE_COLUMNS = "audit_trace (subject_id, seq, more)"
+_TRACE_TYPES = ("int8", "int8", "bytea")
 
 
 def _copy(cursor: Any, columns: str, types: Sequence[str], rows: list[tuple[Any, ...]]
@@ -136,7 +164,7 @@ class SqlAuditStore:
         self._insert_record = _multi_insert(
             "INSERT INTO audit_records (seq, recorded_at, kind, entry, hash) VALUES ", 5, mark)
         self._insert_trace = _multi_insert(
-            "INSERT INTO audit_trace (subject_id, seq) VALUES ", 2, mark)
+            "INSERT INTO audit_trace (subject_id, seq, more) VALUES ", 3, mark)
         self._insert_name = _multi_insert(
             "INSERT INTO audit_subject_names (subject) VALUES ", 1, mark)
         self._name_ids = ("SELECT subject, id FROM audit_subject_names WHERE subject IN ({})"
@@ -249,10 +277,11 @@ class SqlAuditStore:
             cursor.close()
 
     def _trace_rows(self, cursor: Any, new: Sequence[NewRecord], fresh: dict[str, int]
-                    ) -> list[tuple[int, int]]:
-        """``(subject_id, seq)`` of every trace key of ``new``; names met for the first time
-        are numbered into ``fresh``. A record's keys are distinct; only keys cut to the
-        column's 512 characters may become one, and then the pairs are made distinct."""
+                    ) -> list[tuple[int, int, bytes]]:
+        """The trace rows of ``new``: per subject, ``(subject_id, first seq, offsets of the
+        others)`` (:func:`_postings`). Names met for the first time are numbered into
+        ``fresh``; keys are cut to the column's 512 characters (two long keys may become
+        one)."""
         ids = self._subject_ids
         names: set[str] = set()
         for n in new:
@@ -263,10 +292,21 @@ class SqlAuditStore:
         fresh.update(self._number(cursor, [s for s in names if s not in ids]))
         number: Callable[[str], int] = ids.__getitem__ if not fresh else (
             lambda s: fresh.get(s) or ids[s])
+        groups: dict[str, list[int]] = {}  # a record's keys are distinct
+        for n in new:
+            seq = n.record.seq
+            for s in n.subjects:
+                group = groups.get(s)
+                if group is None:
+                    groups[s] = [seq]
+                else:
+                    group.append(seq)
         if long:
-            return list(dict.fromkeys(
-                [(number(s[:512]), n.record.seq) for n in new for s in n.subjects]))
-        return [(number(s), n.record.seq) for n in new for s in n.subjects]
+            cut: dict[str, set[int]] = {}
+            for s, seqs in groups.items():
+                cut.setdefault(s[:512], set()).update(seqs)
+            groups = {s: sorted(seqs) for s, seqs in cut.items()}
+        return [row for s, seqs in groups.items() for row in _postings(number(s), seqs)]
 
     def _number(self, cursor: Any, names: list[str]) -> dict[str, int]:
         """The numbers of trace subject ``names`` not cached yet, adding the new ones (in
@@ -347,15 +387,38 @@ class SqlAuditStore:
 
     def find(self, subjects: Sequence[str], *, after: int = 0, limit: int = 1000
              ) -> list[AuditRecord]:
+        """Trace rows are read in order of their first seq (keyset pages); a row starting
+        at or before ``after`` may still list later records, hence the window before it.
+        Once a row starts past the ``limit``-th record found, nothing earlier is missing."""
         t, s, n = audit_records, audit_trace, audit_subject_names
-        numbers = select(n.c.id).where(n.c.subject.in_([x[:512] for x in subjects]))
-        seqs = (select(s.c.seq).where(s.c.subject_id.in_(numbers.scalar_subquery()),
-                                      s.c.seq > after)
-                .distinct().order_by(s.c.seq).limit(limit).subquery())
         with self._db.read() as c:
-            rows = c.execute(select(t).join(seqs, seqs.c.seq == t.c.seq)
-                             .order_by(t.c.seq)).all()
-        return [_record(r) for r in rows]
+            ids = list(c.execute(select(n.c.id).where(
+                n.c.subject.in_([x[:512] for x in subjects]))).scalars())
+            if not ids:
+                return []
+            found: set[int] = set()
+            last_seq, last_id = max(after - _MAX_OFFSET, 0) - 1, 2**62
+            while True:
+                rows = c.execute(
+                    select(s.c.seq, s.c.subject_id, s.c.more)
+                    .where(s.c.subject_id.in_(ids),
+                           or_(s.c.seq > last_seq,
+                               and_(s.c.seq == last_seq, s.c.subject_id > last_id)))
+                    .order_by(s.c.seq, s.c.subject_id).limit(_TRACE_WINDOW)).all()
+                for seq, _, more in rows:
+                    found.update(q for q in _expand(seq, bytes(more)) if q > after)
+                if len(rows) < _TRACE_WINDOW:
+                    break
+                last_seq, last_id = rows[-1][0], rows[-1][1]
+                if len(found) >= limit and last_seq > sorted(found)[limit - 1]:
+                    break
+            wanted = sorted(found)[:limit]
+            records: list[AuditRecord] = []
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                records += [_record(r) for r in c.execute(
+                    select(t).where(t.c.seq.in_(chunk)).order_by(t.c.seq)).all()]
+        return records
 
     # --- checkpoints --------------------------------------------------------------------
 

@@ -489,8 +489,9 @@ audit_records = Table(
 Index("ix_audit_records_recorded_at", audit_records.c.recorded_at)
 
 # trace lookups: who a record names (agent:, instance:, user:); outside the hash chain. Each
-# name is stored once and numbered; a record's trace rows are two integers (a clustered key:
-# WITHOUT ROWID on SQLite), so indexing costs little beside the record (migration 0013).
+# name is stored once and numbered; a row of audit_trace lists the records of one append
+# batch that name a subject: its first seq, and in "more" the others as big-endian 16-bit
+# offsets from it (a clustered key: WITHOUT ROWID on SQLite). Migration 0013.
 audit_subject_names = Table(
     "audit_subject_names",
     metadata,
@@ -503,6 +504,7 @@ audit_trace = Table(
     metadata,
     Column("subject_id", _AuditSeq, primary_key=True, autoincrement=False),
     Column("seq", _AuditSeq, primary_key=True, autoincrement=False),
+    Column("more", LargeBinary, nullable=False),
     sqlite_with_rowid=False,
 )
 
