@@ -7,12 +7,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from tabard.audit import AuditEvent, AuditKind, AuditLog, What, Who, encode_entry, leaf_hash
 from tabard.audit.record import GENESIS, prepare
 from tabard.clock import FakeClock
 from tabard.store import Database, SqlAuditStore
+from tabard.store.tables import metadata
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -65,5 +68,16 @@ def test_an_old_log_verifies_and_traces_after_the_upgrade(database_url: str) -> 
                                   "ORDER BY seq"), {"x": "instance:0"}).scalars().all()
         assert rows == [2, 4, 6]
         db.migrate()
+    finally:
+        db.dispose()
+
+
+def test_the_audit_tables_match_the_migrations(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.migrate()
+        with db.connect() as c:
+            diffs = compare_metadata(MigrationContext.configure(c), metadata)
+        assert [d for d in diffs if "audit_" in repr(d)] == []
     finally:
         db.dispose()
