@@ -284,7 +284,8 @@ def _bare_read(backend: Backend, url: str) -> float:
     sql = (f"SELECT seq, entry, hash FROM audit_records WHERE seq > {m} "
            f"ORDER BY seq LIMIT 20000")
     try:
-        cur = conn.cursor()
+        # as the store reads: PostgreSQL in binary
+        cur = conn.cursor() if backend.name == "SQLite" else conn.cursor(binary=True)
         start = time.perf_counter()
         n, after = 0, 0
         while True:

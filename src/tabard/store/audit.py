@@ -355,9 +355,11 @@ class SqlAuditStore:
         sql = ("SELECT seq, entry, hash FROM audit_records WHERE seq > ? AND seq <= ? "
                "ORDER BY seq LIMIT 20000").replace("?", mark)
         while after < last:
-            # the driver's own cursor: plain tuples, no result processing per row
+            # the driver's own cursor: plain tuples, no result processing per row; on
+            # PostgreSQL in binary (bytea as is, not as hex text: ~2.5 times the rows/s)
             with self._db.read() as c:
-                cursor = c.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                driver: Any = c.connection.driver_connection
+                cursor = driver.cursor() if self._sqlite else driver.cursor(binary=True)
                 try:
                     cursor.execute(sql, (after, last))
                     rows: list[tuple[int, bytes, bytes]] = cursor.fetchall()
