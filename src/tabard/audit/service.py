@@ -54,7 +54,7 @@ from tabard.audit.record import (
     PreparedEvent,
     prepare,
 )
-from tabard.audit.verify import Problem, VerifyReport, verify_pages, verify_rows
+from tabard.audit.verify import Problem, VerifyReport, verify_pages
 from tabard.clock import Clock
 from tabard.errors import TabardError
 from tabard.spiffe import BundleSource
@@ -480,14 +480,24 @@ class AuditLog:
                 if latest is None:
                     raise CheckpointError("the audit log is empty: nothing to checkpoint")
                 return self._verified(latest, None)
-            report = verify_rows(self._store.scan(after=rng.size, until=head.seq), (),
-                                 start=rng, prev=prev)
+            grown = rng.copy()
+
+            def folded(pages: Iterator[list[tuple[int, bytes, bytes]]]
+                       ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+                # the tree grows with each page once it has been checked (one read, not two)
+                for page in pages:
+                    yield page
+                    grown.extend([h for _, _, h in page])
+
+            report = verify_pages(folded(self._store.pages(after=rng.size, until=head.seq)),
+                                  (), start=rng, prev=prev)
             if not report.ok:
                 assert report.problem is not None
                 raise CheckpointError(f"refusing to checkpoint a broken log: "
                                       f"{report.problem.message}")
-            for _, _, h in self._store.scan(after=rng.size, until=head.seq):
-                rng.append(h)
+            if grown.size != head.seq:
+                raise CheckpointError(f"the log holds {grown.size} records, not {head.seq}")
+            rng = grown
             cp = self._signer.sign(self._td, rng.size, rng.root(), head.hash)
             self._store.add_checkpoint(StoredCheckpoint(cp.tree_size, cp.root_hash, cp.time,
                                                         cp.document, rng.roots))
