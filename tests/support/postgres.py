@@ -206,6 +206,7 @@ class PostgresCluster(PostgresServer):
         self.port = port
         self._run_as = run_as
         self._stopped = False
+        self._durable = False
 
     @property
     def data_dir(self) -> Path:
@@ -216,8 +217,10 @@ class PostgresCluster(PostgresServer):
         return self.base_dir / "postgres.log"
 
     @classmethod
-    def start(cls, bindir: Path | None = None) -> PostgresCluster:
-        """Initialise and start a cluster; raise :class:`PostgresUnavailable` if impossible."""
+    def start(cls, bindir: Path | None = None, *, durable: bool = False) -> PostgresCluster:
+        """Initialise and start a cluster; raise :class:`PostgresUnavailable` if impossible.
+        ``durable``: with PostgreSQL's default fsync and commit durability (for benchmarks;
+        tests run without them)."""
         bindir = bindir or find_pg_bindir()
         if bindir is None:
             raise PostgresUnavailable(
@@ -228,6 +231,7 @@ class PostgresCluster(PostgresServer):
         reap_stale_clusters()
         base_dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=_temp_root(run_as)))
         cluster = cls(bindir=bindir, base_dir=base_dir, port=0, run_as=run_as)
+        cluster._durable = durable
         (base_dir / _MARKER).write_text(
             json.dumps({"owner_pid": os.getpid(), "bindir": str(bindir), "run_as": run_as})
         )
@@ -261,10 +265,12 @@ class PostgresCluster(PostgresServer):
                     f"-p {port}",
                     f"-k {shlex.quote(str(self.base_dir))}",
                     "-c listen_addresses=127.0.0.1",
+                ]
+                + ([] if self._durable else [
                     "-c fsync=off",
                     "-c synchronous_commit=off",
                     "-c full_page_writes=off",
-                ]
+                ])
             )
             try:
                 self._run(

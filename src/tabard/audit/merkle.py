@@ -65,13 +65,24 @@ def _check(hashes: Iterable[bytes]) -> None:
             raise ValueError("a Merkle hash is 32 bytes")
 
 
+_NODE = hashlib.sha256(b"\x01")
+
+
 def _perfect_root(level: list[bytes]) -> bytes:
-    """Root of a power-of-two number of leaf hashes, level by level (``node_hash`` inlined:
-    this is most of the work of folding a large tree)."""
-    sha = _sha256
+    """Root of a power-of-two number of leaf hashes, level by level (``node_hash`` inlined,
+    from a copy of a hash primed with the 0x01 prefix, which beats concatenating: this is
+    most of the work of folding a large tree)."""
+    node = _NODE.copy
     while len(level) > 1:
-        level = [sha(b"\x01" + a + b).digest()
-                 for a, b in zip(level[::2], level[1::2], strict=True)]
+        out: list[bytes] = []
+        add = out.append
+        pairs = iter(level)
+        for left in pairs:
+            h = node()
+            h.update(left)
+            h.update(next(pairs))
+            add(h.digest())
+        level = out
     return level[0]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tabard.audit.record import AuditRecord
 
@@ -20,9 +20,9 @@ class ChainHead:
     hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    """A record to insert, with the index keys ``tabard audit trace`` finds it by."""
+class NewRecord(NamedTuple):
+    """A record to insert, with the index keys ``tabard audit trace`` finds it by (a tuple:
+    one is made per record, in the writer's transaction)."""
 
     record: AuditRecord
     subjects: tuple[str, ...]
@@ -62,6 +62,11 @@ class AuditStore(Protocol):
              ) -> Iterator[tuple[int, bytes, bytes]]:
         """``(seq, entry, hash)`` of the records ``after < seq <= until`` in order, streamed
         in pages. Rows are returned as stored (tampering included)."""
+        ...
+
+    def pages(self, *, after: int = 0, until: int | None = None
+              ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """:meth:`scan`, a page (a list of rows) at a time."""
         ...
 
     def records(self, *, after: int = 0, limit: int = 100, kind: str | None = None,

@@ -393,16 +393,27 @@ def _who(w: Who) -> tuple[str, tuple[str, ...]]:
 
 
 _last_time: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "")
+_last_second: tuple[datetime, str] = (datetime.min.replace(tzinfo=UTC), "")
 
 
 def _time_text(at: datetime) -> str:
-    """:func:`format_time`, remembering the last one: the events of one ``append_many``
-    share their time."""
-    global _last_time
+    """:func:`format_time`, remembering the last time and the last second: the events of
+    one ``append_many`` share their time, and concurrent appends their second (then only
+    the microseconds are written)."""
+    global _last_time, _last_second
     last = _last_time
     if last[0] == at and last[0].tzinfo is at.tzinfo:
         return last[1]
-    text = format_time(at)
+    if at.tzinfo is UTC:
+        second = at.replace(microsecond=0)
+        cached = _last_second
+        if cached[0] == second:
+            text = cached[1] + f"{at.microsecond:06d}Z"
+        else:
+            text = format_time(at)
+            _last_second = (second, text[:20])
+    else:
+        text = format_time(at)
     _last_time = (at, text)
     return text
 
@@ -435,25 +446,46 @@ def _flat_json(obj: Mapping[str, Any]) -> str | None:
     return "{" + ",".join(out) + "}"
 
 
+def _decision_text(d: Decision) -> str:
+    s = _str
+    return (',"decision":{"effect":' + s(d.effect) + ',"policies":['
+            + ",".join([s(p) for p in d.policies])
+            + (']}' if not d.reason else '],"reason":' + s(d.reason) + "}"))
+
+
+def _what_text(w: What) -> str:
+    return ('{"operation":' + _str(w.operation)
+            + (',"target":' + _str(w.target) if w.target else "") + "}")
+
+
+_decision_cached = lru_cache(maxsize=1024)(_decision_text)
+_what_cached = lru_cache(maxsize=4096)(_what_text)
+
+
+def _cached(cached: Any, plain: Any, value: Any) -> str:
+    """``cached(value)``, or ``plain(value)`` for a value that cannot be a cache key (a
+    list where a tuple is expected, say) or is not written as it should be."""
+    try:
+        text: str = cached(value)
+    except TypeError:
+        text = plain(value)
+    return text
+
+
 def _body_text(event: AuditEvent, at: datetime, who: str) -> str:
+    """The body's canonical JSON; ``decision`` and ``what`` are cached by value (the same
+    few recur), ``details`` written by :func:`_flat_json` when it can."""
     s = _str
     d = event.decision
-    if d is None:
-        decision = ""
-    else:
-        decision = (',"decision":{"effect":' + s(d.effect) + ',"policies":['
-                    + ",".join([s(p) for p in d.policies])
-                    + (']}' if not d.reason else '],"reason":' + s(d.reason) + "}"))
     details = event.details
-    what = event.what
     return "".join((
-        '{"actor":', s(event.actor), decision,
+        '{"actor":', s(event.actor),
+        "" if d is None else _cached(_decision_cached, _decision_text, d),
         ',"details":', (_flat_json(details) or canonical_json(dict(details)).decode())
         if details else "{}",
         ',"kind":', s(str(event.kind)), ',"outcome":', s(str(event.outcome)),
-        ',"time":"', _time_text(at), '","what":{"operation":', s(what.operation),
-        ',"target":' + s(what.target) if what.target else "",
-        '},"who":{', who, "}}"))
+        ',"time":"', _time_text(at), '","what":',
+        _cached(_what_cached, _what_text, event.what), ',"who":{', who, "}}"))
 
 
 def prepare(event: AuditEvent, at: datetime) -> PreparedEvent:

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -55,7 +54,7 @@ from tabard.audit.record import (
     PreparedEvent,
     prepare,
 )
-from tabard.audit.verify import Problem, VerifyReport, verify_rows
+from tabard.audit.verify import Problem, VerifyReport, verify_pages
 from tabard.clock import Clock
 from tabard.errors import TabardError
 from tabard.spiffe import BundleSource
@@ -130,10 +129,11 @@ class _AsyncWaiter:
     The writer hands a whole batch's results to each loop in one ``call_soon_threadsafe``
     (:func:`_deliver`) rather than waking the loop once per record."""
 
-    __slots__ = ("future", "loop", "outcome")
+    __slots__ = ("deadline", "future", "loop", "outcome")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         self.loop = loop
+        self.deadline = deadline
         self.future: asyncio.Future[list[AuditRecord]] = loop.create_future()
         self.outcome: list[AuditRecord] | BaseException = []
 
@@ -145,6 +145,18 @@ class _AsyncWaiter:
 
     def set_exception(self, error: BaseException) -> None:
         self.outcome = error
+
+
+class _Watch:
+    """The appends one event loop awaits and the one timer that fails those past their
+    deadline (a timer per append, as ``asyncio.timeout`` makes, costs the loop more than the
+    rest of the append's own work)."""
+
+    __slots__ = ("handle", "waiters")
+
+    def __init__(self) -> None:
+        self.waiters: set[_AsyncWaiter] = set()
+        self.handle: asyncio.TimerHandle | None = None
 
 
 def _deliver(waiters: list[_AsyncWaiter]) -> None:
@@ -159,6 +171,10 @@ def _deliver(waiters: list[_AsyncWaiter]) -> None:
 
 
 _Job = tuple[list[PreparedEvent], "Future[list[AuditRecord]] | _Waiter | _AsyncWaiter"]
+
+_IDLE, _LINGER, _BUSY = "idle", "linger", "busy"
+"""What the writer is doing: waiting for appends, waiting for more before it commits, or
+committing (callers wake it only when that changes something)."""
 
 
 class AuditLog:
@@ -179,15 +195,21 @@ class AuditLog:
         self._bundles = bundles
         self._timeout = timeout
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._cond = threading.Condition(threading.Lock())
+        """Guards what follows; the writer waits on it."""
+        self._pending: list[_Job] = []
+        self._pending_records = 0
+        self._writer_state = _IDLE
+        self._stopping = False
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._closed = False
+        self._watches: dict[asyncio.AbstractEventLoop, _Watch] = {}
+        """Per event loop: the appends it awaits and their timeout timer."""
         self._appending = 0
-        """Blocking appends under way (encoding, queued or waiting): the writer waits a
-        moment for the ones not queued yet (group commit)."""
-        self._count_lock = threading.Lock()
+        """Appends under way (encoding, queued or waiting): the writer waits a moment for
+        the ones not queued yet (group commit)."""
 
     # --- appending ----------------------------------------------------------------------
 
@@ -199,7 +221,7 @@ class AuditLog:
     def append_many(self, events: Sequence[AuditEvent]) -> list[AuditRecord]:
         """Record several events, consecutively, in one transaction."""
         waiter = _Waiter()
-        with self._count_lock:
+        with self._cond:
             self._appending += 1
         try:
             self._enqueue(events, waiter)
@@ -207,24 +229,52 @@ class AuditLog:
         except FutureTimeout:
             raise self._timed_out() from None
         finally:
-            with self._count_lock:
+            with self._cond:
                 self._appending -= 1
 
     async def append_async(self, event: AuditEvent) -> AuditRecord:
         """:meth:`append` for coroutines: waits without blocking the event loop."""
-        waiter = _AsyncWaiter(asyncio.get_running_loop())
-        with self._count_lock:
+        loop = asyncio.get_running_loop()
+        waiter = _AsyncWaiter(loop, time.monotonic() + self._timeout)
+        watch = self._watches.get(loop)
+        if watch is None:
+            watch = self._watches[loop] = _Watch()
+        watch.waiters.add(waiter)
+        if watch.handle is None:
+            watch.handle = loop.call_later(self._timeout / 4, self._expire, loop, watch)
+        with self._cond:
             self._appending += 1
         try:
             self._enqueue([event], waiter)
-            async with asyncio.timeout(self._timeout):
-                records = await waiter.future
-        except TimeoutError:
-            raise self._timed_out() from None
+            records = await waiter.future
         finally:
-            with self._count_lock:
+            watch.waiters.discard(waiter)
+            if not watch.waiters:  # nothing left to watch: no timer, nothing kept
+                self._unwatch(loop, watch)
+            with self._cond:
                 self._appending -= 1
         return records[0]
+
+    def _unwatch(self, loop: asyncio.AbstractEventLoop, watch: _Watch) -> None:
+        if watch.handle is not None:
+            watch.handle.cancel()
+            watch.handle = None
+        if self._watches.get(loop) is watch:
+            del self._watches[loop]
+
+    def _expire(self, loop: asyncio.AbstractEventLoop, watch: _Watch) -> None:
+        """In the event loop, every quarter of the timeout while it awaits appends: fail
+        those past their deadline (so a caller waits between 1 and 1.25 timeouts)."""
+        now = time.monotonic()
+        for w in [w for w in watch.waiters if w.deadline <= now]:
+            watch.waiters.discard(w)
+            if not w.future.done():
+                w.future.set_exception(self._timed_out())
+        watch.handle = None
+        if watch.waiters:
+            watch.handle = loop.call_later(self._timeout / 4, self._expire, loop, watch)
+        else:
+            self._unwatch(loop, watch)
 
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
         """Queue events for the writer; the future resolves once they are committed."""
@@ -240,7 +290,19 @@ class AuditLog:
         prepared = [prepare(e, now) for e in events]
         if self._writer is None:
             self._ensure_writer()
-        self._queue.put((prepared, waiter))
+        with self._cond:
+            if self._stopping:
+                raise AuditUnavailableError("the audit log is closed")
+            pending = self._pending
+            pending.append((prepared, waiter))
+            self._pending_records += len(prepared)
+            # wake the writer only when it has something to do: it is idle, or it lingers
+            # and everyone under way is now queued (one wake-up per batch, not per append)
+            state = self._writer_state
+            if state is _IDLE or (state is _LINGER and (
+                    len(pending) >= self._appending
+                    or self._pending_records >= self._max_batch)):
+                self._cond.notify()
 
     def _timed_out(self) -> AuditUnavailableError:
         return AuditUnavailableError(f"the audit log did not confirm the write within "
@@ -258,34 +320,42 @@ class AuditLog:
 
     def _write_loop(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            jobs = self._next_batch()
+            if jobs is None:
                 return
-            jobs = [job]
-            count = len(job[0])
-            stop = False
-            linger = LINGER
-            while count < self._max_batch:
-                try:
-                    if len(jobs) < self._appending and linger > 0:
-                        # more callers are on their way (encoding, or just woken by the last
-                        # commit and coming back): wait a moment for them rather than pay a
-                        # commit (an fsync) for a fraction of them
-                        start = time.perf_counter()
-                        more = self._queue.get(timeout=linger)
-                        linger -= time.perf_counter() - start
-                    else:
-                        more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                jobs.append(more)
-                count += len(more[0])
             self._commit(jobs)
-            if stop:
-                return
+
+    def _next_batch(self) -> list[_Job] | None:
+        """Wait for appends and take a batch (``None``: stopped and nothing left). When
+        appends are under way that are not queued yet (callers still encoding, or just woken
+        by the last commit and coming back), wait for them up to :data:`LINGER` rather than
+        pay a commit (an fsync) for a fraction of them."""
+        cond = self._cond
+        with cond:
+            self._writer_state = _IDLE
+            while not self._pending:
+                if self._stopping:
+                    return None
+                cond.wait()
+            if len(self._pending) < self._appending and not self._stopping:
+                self._writer_state = _LINGER
+                deadline = time.monotonic() + LINGER
+                while (len(self._pending) < self._appending
+                       and self._pending_records < self._max_batch):
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not cond.wait(left):
+                        break
+            self._writer_state = _BUSY
+            jobs: list[_Job] = []
+            count = 0
+            for job in self._pending:
+                if jobs and count + len(job[0]) > self._max_batch:
+                    break
+                jobs.append(job)
+                count += len(job[0])
+            del self._pending[:len(jobs)]
+            self._pending_records -= count
+            return jobs
 
     def _commit(self, jobs: list[_Job]) -> None:
         live = [(events, f) for events, f in jobs if f.set_running_or_notify_cancel()]
@@ -334,8 +404,10 @@ class AuditLog:
     def close(self) -> None:
         """Let queued records finish, then stop the writer."""
         self._closed = True
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         if self._writer is not None:
-            self._queue.put(None)
             self._writer.join(timeout=self._timeout)
         self._store.close()
 
@@ -408,14 +480,24 @@ class AuditLog:
                 if latest is None:
                     raise CheckpointError("the audit log is empty: nothing to checkpoint")
                 return self._verified(latest, None)
-            report = verify_rows(self._store.scan(after=rng.size, until=head.seq), (),
-                                 start=rng, prev=prev)
+            grown = rng.copy()
+
+            def folded(pages: Iterator[list[tuple[int, bytes, bytes]]]
+                       ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+                # the tree grows with each page once it has been checked (one read, not two)
+                for page in pages:
+                    yield page
+                    grown.extend([h for _, _, h in page])
+
+            report = verify_pages(folded(self._store.pages(after=rng.size, until=head.seq)),
+                                  (), start=rng, prev=prev)
             if not report.ok:
                 assert report.problem is not None
                 raise CheckpointError(f"refusing to checkpoint a broken log: "
                                       f"{report.problem.message}")
-            for _, _, h in self._store.scan(after=rng.size, until=head.seq):
-                rng.append(h)
+            if grown.size != head.seq:
+                raise CheckpointError(f"the log holds {grown.size} records, not {head.seq}")
+            rng = grown
             cp = self._signer.sign(self._td, rng.size, rng.root(), head.hash)
             self._store.add_checkpoint(StoredCheckpoint(cp.tree_size, cp.root_hash, cp.time,
                                                         cp.document, rng.roots))
@@ -484,8 +566,8 @@ class AuditLog:
                     last.tree_size, "checkpoint_mismatch",
                     f"record {last.tree_size} is not the one checkpoint {last.tree_size} "
                     f"signed"))
-        return verify_rows(self._store.scan(after=start.size), verified, start=start,
-                           prev=prev, notes=notes)
+        return verify_pages(self._store.pages(after=start.size), verified, start=start,
+                            prev=prev, notes=notes)
 
     # --- proofs -------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ What it reports, naming the first bad record:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from tabard.audit.checkpoint import Checkpoint
 from tabard.audit.merkle import CompactRange
 from tabard.audit.record import GENESIS, HASH_SIZE
 
-__all__ = ["Problem", "VerifyReport", "verify_rows"]
+__all__ = ["Problem", "VerifyReport", "verify_pages", "verify_rows"]
 
 _LEAF = hashlib.sha256(b"\x00")
 _PAGE = 4096  # rows checked at once
@@ -66,12 +66,29 @@ class VerifyReport:
         return out
 
 
-def verify_rows(rows: Iterable[tuple[int, bytes, bytes]], checkpoints: Sequence[Checkpoint], *,
+Row = tuple[int, bytes, bytes]
+
+
+def _pages(rows: Iterable[Row]) -> Iterator[list[Row]]:
+    it = iter(rows)
+    while page := list(islice(it, _PAGE)):
+        yield page
+
+
+def verify_rows(rows: Iterable[Row], checkpoints: Sequence[Checkpoint], *,
                 start: CompactRange | None = None, prev: bytes = GENESIS,
                 notes: Sequence[str] = ()) -> VerifyReport:
     """Check ``rows`` (in seq order) continuing a log of ``start.size`` records whose last
     hash is ``prev``, comparing the tree head at each of ``checkpoints`` (verified,
     sorted by size, none at or below ``start.size``)."""
+    return verify_pages(_pages(rows), checkpoints, start=start, prev=prev, notes=notes)
+
+
+def verify_pages(pages: Iterable[Sequence[Row]], checkpoints: Sequence[Checkpoint], *,
+                 start: CompactRange | None = None, prev: bytes = GENESIS,
+                 notes: Sequence[str] = ()) -> VerifyReport:
+    """:func:`verify_rows` over rows read a page (a list, any length) at a time, as the
+    store reads them: no per-row iteration between the driver and the checks."""
     rng = start.copy() if start is not None else CompactRange()
     base = rng.size
     seq = base
@@ -104,7 +121,7 @@ def verify_rows(rows: Iterable[tuple[int, bytes, bytes]], checkpoints: Sequence[
             pending = []
         return None
 
-    def slow(page: list[tuple[int, bytes, bytes]]) -> Problem | None:
+    def slow(page: Sequence[Row]) -> Problem | None:
         """Row by row: finds and names the first problem of ``page``."""
         nonlocal seq, prev, checked, pending
         for row_seq, entry, stored in page:
@@ -144,7 +161,7 @@ def verify_rows(rows: Iterable[tuple[int, bytes, bytes]], checkpoints: Sequence[
                         return found
         return None
 
-    def fast(page: list[tuple[int, bytes, bytes]]) -> Literal[False] | Problem | None:
+    def fast(page: Sequence[Row]) -> Literal[False] | Problem | None:
         """A whole page at once: each check is one comprehension and one list comparison
         over the page instead of a few interpreted statements per record. ``False`` when a
         check fails: :func:`slow` then finds which record, in the order it checks them."""
@@ -178,11 +195,9 @@ def verify_rows(rows: Iterable[tuple[int, bytes, bytes]], checkpoints: Sequence[
                 return found
         return None
 
-    it = iter(rows)
-    while True:
-        page = list(islice(it, _PAGE))
+    for page in pages:
         if not page:
-            break
+            continue
         result = fast(page)  # changes nothing when it returns False
         problem = slow(page) if result is False else result
         if problem:

@@ -488,12 +488,24 @@ audit_records = Table(
 )
 Index("ix_audit_records_recorded_at", audit_records.c.recorded_at)
 
-# trace lookups: who a record names (agent:, instance:, user:); outside the hash chain
-audit_subjects = Table(
-    "audit_subjects",
+# trace lookups: who a record names (agent:, instance:, user:); outside the hash chain. Each
+# name is stored once and numbered; a row of audit_trace lists the records of one append
+# batch that name a subject: its first seq, and in "more" the others as big-endian 16-bit
+# offsets from it (a clustered key: WITHOUT ROWID on SQLite). Migration 0013.
+audit_subject_names = Table(
+    "audit_subject_names",
     metadata,
-    Column("subject", String(512), primary_key=True),
+    Column("id", _AuditSeq, primary_key=True, autoincrement=True),
+    Column("subject", String(512), nullable=False, unique=True),
+)
+
+audit_trace = Table(
+    "audit_trace",
+    metadata,
+    Column("subject_id", _AuditSeq, primary_key=True, autoincrement=False),
     Column("seq", _AuditSeq, primary_key=True, autoincrement=False),
+    Column("more", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 audit_checkpoints = Table(
@@ -505,7 +517,7 @@ audit_checkpoints = Table(
     Column("document", Text, nullable=False),
     Column("frontier", LargeBinary, nullable=False),
 )
-__all__ += ["audit_checkpoints", "audit_records", "audit_subjects"]
+__all__ += ["audit_checkpoints", "audit_records", "audit_subject_names", "audit_trace"]
 # --- gateway routes (tabard.registry.routes) and approvals (tabard.policy.approvals) ---------
 gateway_routes = Table(
     "gateway_routes",

@@ -275,3 +275,28 @@ def test_two_writers_over_one_database_extend_one_chain(env: Env) -> None:
         other.close()
     report = env.log.verify()
     assert report.ok and report.records == 18
+
+
+def test_trace_pages_through_batches_with_after_and_limit(env: Env,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # trace rows list a batch's records per subject; read two rows per query here
+    monkeypatch.setattr("tabard.store.audit._TRACE_WINDOW", 2)
+    for start in range(0, 90, 30):
+        env.fill(30, start)
+    env.log.append(event(1))  # a batch of one
+    every = list(range(1, 92))
+    ones = [s for s in every if (s - 1) % 3 == 1 or s == 91]  # event(i) names instance i % 3
+    assert [r.seq for r in env.log.trace(agent="orch", limit=10_000)] == every
+    assert [r.seq for r in env.log.trace(instance="1", after=40, limit=7)] == [
+        s for s in ones if s > 40][:7]
+    assert [r.seq for r in env.log.trace(instance="1", after=88)] == [89, 91]
+    assert env.log.trace(user="nobody") == []
+
+
+def test_trace_rows_hold_16_bit_offsets_and_split_past_them() -> None:
+    from tabard.store.audit import _expand, _postings
+
+    seqs = [5, 6, 9, 5 + 65535, 5 + 65536, 200_000]
+    rows = list(_postings(7, seqs))
+    assert [(k, first) for k, first, _ in rows] == [(7, 5), (7, 5 + 65536), (7, 200_000)]
+    assert [q for _, first, more in rows for q in _expand(first, more)] == seqs

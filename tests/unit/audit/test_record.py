@@ -89,6 +89,17 @@ def test_times_are_utc_with_microseconds() -> None:
         "2026-03-01T12:00:00.000000Z"
 
 
+def test_times_within_and_across_a_second_share_its_text_exactly() -> None:
+    event = EVENTS[2]
+    other_zone = datetime(2026, 3, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    for at in (AT, AT.replace(microsecond=9), AT + timedelta(seconds=1), AT.replace(microsecond=0),
+               other_zone, AT.replace(microsecond=999999), AT + timedelta(days=1)):
+        assert prepare(event, at).body == rfc8785.dumps(event.body(at))
+    what = AuditEvent(kind="k", actor="a", what=What(operation="o", target=["x"]))  # type: ignore[arg-type]
+    with pytest.raises(InvalidAuditEventError):
+        prepare(what, AT)
+
+
 def test_subjects_cover_the_delegation_chain() -> None:
     who = Who.of_spiffe_id("spiffe://td.org/agent/tool/instance/7", user="alice",
                            chain=("alice", "spiffe://td.org/agent/orch/instance/9",
