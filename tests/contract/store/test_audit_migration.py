@@ -1,4 +1,4 @@
-"""Migration 0013 (compact trace index) carries a log written under 0010's schema over: the
+"""Migration 0014 (compact trace index) carries a log written under 0010's schema over: the
 old records verify, trace finds them through the new index, new appends continue the chain,
 and a downgrade gives the old index back."""
 
@@ -37,7 +37,7 @@ def _event(i: int) -> AuditEvent:
 def test_an_old_log_verifies_and_traces_after_the_upgrade(database_url: str) -> None:
     db = Database(database_url)
     try:
-        _to(db, "0012")
+        _to(db, "0013")
         prev = GENESIS
         with db.engine.begin() as c:  # five records as the 0010 store wrote them
             for seq in range(1, 6):
@@ -62,7 +62,7 @@ def test_an_old_log_verifies_and_traces_after_the_upgrade(database_url: str) -> 
             assert log.verify().records == 6
         finally:
             log.close()
-        _to(db, "0012", down=True)
+        _to(db, "0013", down=True)
         with db.engine.connect() as c:
             rows = c.execute(text("SELECT seq FROM audit_subjects WHERE subject = :x "
                                   "ORDER BY seq"), {"x": "instance:0"}).scalars().all()

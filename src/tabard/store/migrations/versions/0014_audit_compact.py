@@ -5,7 +5,7 @@ others as big-endian 16-bit offsets from it. Existing ``audit_subjects`` rows ar
 over (a row each, ``more`` empty); the records themselves are unchanged, so an upgraded log
 verifies as before.
 
-Revision ID: 0013
+Revision ID: 0014
 Revises: 0012
 """
 
@@ -14,8 +14,8 @@ import struct
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
