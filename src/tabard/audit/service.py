@@ -72,6 +72,14 @@ LINGER = 0.001
 """Longest the writer waits (seconds, per batch) for appends under way to be queued before
 it commits without them (group commit)."""
 
+DEFER = 0.05
+"""Longest a deferred append (:meth:`AuditLog.append_deferred`) waits (seconds) for another
+append to share its commit with."""
+
+
+class _Deferred(Future["list[AuditRecord]"]):
+    """The future of a deferred append: nobody waits on it before the next commit."""
+
 
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
@@ -187,7 +195,8 @@ class AuditLog:
     def __init__(self, store: AuditStore, clock: Clock, *, trust_domain: str,
                  signer: AuditSigner | None = None,
                  bundles: Callable[[], BundleSource] | None = None,
-                 timeout: float = 10.0, max_batch: int = MAX_BATCH) -> None:
+                 timeout: float = 10.0, max_batch: int = MAX_BATCH,
+                 defer: float = DEFER) -> None:
         self._store = store
         self._clock = clock
         self._td = trust_domain
@@ -195,10 +204,15 @@ class AuditLog:
         self._bundles = bundles
         self._timeout = timeout
         self._max_batch = max_batch
+        self._defer = defer
         self._cond = threading.Condition(threading.Lock())
         """Guards what follows; the writer waits on it."""
         self._pending: list[_Job] = []
         self._pending_records = 0
+        self._urgent = 0
+        """Queued jobs someone waits on (all but the deferred ones)."""
+        self._deferred_until: float | None = None
+        """When the oldest queued deferred job must be committed, with or without company."""
         self._writer_state = _IDLE
         self._stopping = False
         self._writer: threading.Thread | None = None
@@ -276,6 +290,15 @@ class AuditLog:
         else:
             self._unwatch(loop, watch)
 
+    def append_deferred(self, event: AuditEvent) -> Future[list[AuditRecord]]:
+        """Queue ``event`` to share the next commit another append pays for, or to be
+        committed alone :data:`DEFER` seconds after (for a record nobody waits on, such as
+        the outcome of a call whose intent is already in the log). The future resolves once
+        it is committed, or fails as :meth:`append` would."""
+        future = _Deferred()
+        self._enqueue([event], future)
+        return future
+
     def submit(self, events: Sequence[AuditEvent]) -> Future[list[AuditRecord]]:
         """Queue events for the writer; the future resolves once they are committed."""
         future: Future[list[AuditRecord]] = Future()
@@ -296,11 +319,18 @@ class AuditLog:
             pending = self._pending
             pending.append((prepared, waiter))
             self._pending_records += len(prepared)
+            state = self._writer_state
+            if isinstance(waiter, _Deferred):
+                if self._deferred_until is None:
+                    self._deferred_until = time.monotonic() + self._defer
+                    if state is _IDLE:  # it waits for its deadline from now on
+                        self._cond.notify()
+                return
+            self._urgent += 1
             # wake the writer only when it has something to do: it is idle, or it lingers
             # and everyone under way is now queued (one wake-up per batch, not per append)
-            state = self._writer_state
             if state is _IDLE or (state is _LINGER and (
-                    len(pending) >= self._appending
+                    self._urgent >= self._appending
                     or self._pending_records >= self._max_batch)):
                 self._cond.notify()
 
@@ -333,14 +363,21 @@ class AuditLog:
         cond = self._cond
         with cond:
             self._writer_state = _IDLE
-            while not self._pending:
-                if self._stopping:
-                    return None
-                cond.wait()
-            if len(self._pending) < self._appending and not self._stopping:
+            # deferred jobs alone wait for an append to share a commit with, or their deadline
+            while not self._urgent and not self._stopping:
+                if self._deferred_until is None:
+                    cond.wait()
+                    continue
+                left = self._deferred_until - time.monotonic()
+                if left <= 0 or self._pending_records >= self._max_batch:
+                    break
+                cond.wait(left)
+            if not self._pending:
+                return None
+            if self._urgent < self._appending and not self._stopping:
                 self._writer_state = _LINGER
                 deadline = time.monotonic() + LINGER
-                while (len(self._pending) < self._appending
+                while (self._urgent < self._appending
                        and self._pending_records < self._max_batch):
                     left = deadline - time.monotonic()
                     if left <= 0 or not cond.wait(left):
@@ -355,6 +392,9 @@ class AuditLog:
                 count += len(job[0])
             del self._pending[:len(jobs)]
             self._pending_records -= count
+            self._urgent -= sum(1 for _, f in jobs if not isinstance(f, _Deferred))
+            if not any(isinstance(f, _Deferred) for _, f in self._pending):
+                self._deferred_until = None
             return jobs
 
     def _commit(self, jobs: list[_Job]) -> None:

@@ -1137,9 +1137,14 @@ class Gateway:
         task.add_done_callback(self._outcomes.discard)
 
     async def _write_outcome(self, record: _Record) -> None:
-        if not await self._write(record):
-            log.error("the outcome of a forwarded call was not recorded; its intent record "
-                      "%s stands for it", record.intent_seq)
+        """The outcome rides with the next commit another request pays for (its intent's,
+        typically), or is committed alone shortly after (:data:`tabard.audit.service.DEFER`)."""
+        try:
+            await asyncio.wrap_future(self._audit.append_deferred(
+                await self._event(record)))
+        except AuditUnavailableError as exc:
+            log.error("the outcome of a forwarded call was not recorded (%s); its intent "
+                      "record %s stands for it", exc, record.intent_seq)
 
     async def _owner(self, agent: str) -> str | None:
         if self._owner_of is None:
@@ -1157,6 +1162,17 @@ class Gateway:
     async def _write(self, record: _Record, *, intent: bool = False) -> bool:
         """Append the request's record; with ``intent``, the ``pending`` record written
         before the upstream is called (its sequence number goes into the outcome's)."""
+        event = await self._event(record, intent=intent)
+        try:
+            written = await self._audit.append_async(event)
+        except AuditUnavailableError as exc:
+            log.error("gateway request refused: the audit log is unavailable (%s)", exc)
+            return False
+        if intent:
+            record.intent_seq = written.seq
+        return True
+
+    async def _event(self, record: _Record, *, intent: bool = False) -> AuditEvent:
         caller = record.caller
         who = Who()
         if caller is not None:
@@ -1193,12 +1209,5 @@ class Gateway:
                                    reason=record.reason),
             outcome="pending" if intent else record.outcome,
             details={k: v for k, v in details.items() if v is not None})
-        try:
-            written = await self._audit.append_async(event)
-        except AuditUnavailableError as exc:
-            log.error("gateway request refused: the audit log is unavailable (%s)", exc)
-            return False
-        if intent:
-            record.intent_seq = written.seq
-        return True
+        return event
 

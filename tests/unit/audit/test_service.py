@@ -91,3 +91,39 @@ def test_an_append_the_store_cannot_confirm_in_time_is_refused() -> None:
     finally:
         store.gate.set()
         log.close()
+
+
+def test_a_deferred_append_shares_the_next_commit_or_goes_alone_after_its_delay() -> None:
+    store = MemoryStore()
+    log = AuditLog(store, FakeClock(), trust_domain="example.org",  # type: ignore[arg-type]
+                   defer=0.5)
+    try:
+        outcome = log.append_deferred(event(1))
+        time.sleep(0.05)
+        assert not outcome.done() and store.batches == []  # nobody paid for a commit yet
+        intent = log.append(event(2))
+        assert store.batches == [2]  # one commit for both, in the order they came
+        assert [r.seq for r in outcome.result(1)] == [1] and intent.seq == 2
+        started = time.monotonic()
+        alone = log.append_deferred(event(3))
+        assert [r.seq for r in alone.result(5)] == [3]  # committed alone at its deadline
+        assert 0.4 <= time.monotonic() - started < 3 and store.batches == [2, 1]
+        last = log.append_deferred(event(4))
+    finally:
+        log.close()
+    assert [r.seq for r in last.result(1)] == [4]  # closing writes what is queued
+
+
+def test_a_deferred_append_the_store_refuses_fails_its_future() -> None:
+    class Broken(MemoryStore):
+        def append(self, build: Callable[[ChainHead | None], Sequence[NewRecord]]
+                   ) -> Sequence[NewRecord]:
+            raise OSError("disk full")
+
+    log = AuditLog(Broken(), FakeClock(), trust_domain="example.org",  # type: ignore[arg-type]
+                   defer=0.01)
+    try:
+        with pytest.raises(AuditUnavailableError, match="cannot be written"):
+            log.append_deferred(event(1)).result(5)
+    finally:
+        log.close()
