@@ -8,9 +8,12 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import socketserver
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -249,3 +252,77 @@ def test_a_blocked_sse_stream_ends_with_an_error_event_and_plus_json_is_scanned_
     last = json.loads(events[-1].split("data: ", 1)[1])
     assert last["error"]["code"] == DENIED
     assert vnd.json() == {"k": "[REDACTED:aws_access_key_id]"}
+
+
+class _Crafted(socketserver.StreamRequestHandler):
+    """An upstream speaking raw HTTP/1.1, to send what no well-behaved server sends."""
+
+    heads: ClassVar[list[bytes]] = []
+
+    def handle(self) -> None:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = self.rfile.readline()
+            if not line:
+                return
+            head += line
+        type(self).heads.append(head)
+        target = head.split(b" ")[1]
+        body = gzip.compress(PLANTED)
+        if target.endswith(b"/slow"):
+            time.sleep(3)  # the answer's head never comes in time
+            return
+        if target.endswith(b"/double-encoding"):
+            extra = b"Content-Encoding: gzip\r\nContent-Encoding: x-gzip\r\n"
+            payload = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        else:  # a transfer coding other than chunked alone
+            extra = b"Transfer-Encoding: gzip, chunked\r\n"
+            payload = b"\r\n%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + extra + payload)
+
+
+@pytest.fixture(scope="module")
+def crafted(world: GatewayWorld) -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Crafted)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    world.routes.put(route(name="crafted", protocol=RouteProtocol.HTTP, upstream=url,
+                           dlp_profile="default", timeout=1.0,
+                           credential=CredentialSpec(kind="static",
+                                                     secret="demo-upstream-key")))
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_answers_whose_coding_the_gateway_cannot_read_are_refused(
+        world: GatewayWorld, crafted: str) -> None:
+    headers = {**world.headers("alice", "crafted", "http"), "Expect": "100-continue"}
+    with httpx.Client(timeout=10) as client:
+        for path in ("double-encoding", "te-gzip"):
+            answer = client.get(f"{world.url}/http/crafted/repos/{path}", headers=headers)
+            assert answer.status_code == 502, path
+            assert answer.json()["code"] == "upstream_encoding_unsupported"
+            assert b"AKIA" not in answer.content
+    # the body is read whole before forwarding: the agent's Expect never reaches the upstream
+    assert _Crafted.heads and all(b"expect:" not in h.lower() for h in _Crafted.heads)
+
+
+def test_a_head_that_never_comes_ends_at_the_routes_timeout(world: GatewayWorld,
+                                                            crafted: str) -> None:
+    started = time.monotonic()
+    with httpx.Client(timeout=10) as client:
+        slow = client.get(f"{world.url}/http/crafted/repos/slow",
+                          headers=world.headers("alice", "crafted", "http"))
+    assert slow.status_code == 502 and slow.json()["code"] == "upstream_unreachable"
+    assert 0.9 <= time.monotonic() - started < 2.5
+
+
+def test_a_literal_hash_in_the_path_is_refused() -> None:
+    from tabard.gateway.service import _Refusal, _safe_rest
+
+    with pytest.raises(_Refusal):
+        _safe_rest("/repos/a#b")

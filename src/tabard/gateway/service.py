@@ -118,7 +118,9 @@ UNAVAILABLE = -31004  # the call was not made: the audit log cannot record it
 _AGENT_CARDS = ("/.well-known/agent-card.json", "/.well-known/agent.json")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                          "proxy-authorization", "te", "trailer", "transfer-encoding",
-                         "upgrade", "host", "content-length", "proxy-connection"})
+                         "upgrade", "host", "content-length", "proxy-connection",
+                         # the body is read whole before forwarding: no 100-continue wait
+                         "expect"})
 # never taken from the agent: the gateway sets its own X-Forwarded-For/-Proto/-Host
 _FORWARDING = frozenset({"forwarded", "x-real-ip", "x-forwarded-for", "x-forwarded-proto",
                          "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix",
@@ -358,6 +360,8 @@ def _safe_rest(rest: str) -> str:
         raise _bad_path("the path holds a character that is not printable ASCII")
     if "\\" in rest:
         raise _bad_path("the path holds a backslash")
+    if "#" in rest:
+        raise _bad_path("the path holds a '#'")
     if "%" in _PCT.sub("", rest):
         raise _bad_path("the path holds a malformed percent escape")
     for escape in _PCT.findall(rest):
@@ -875,19 +879,27 @@ class Gateway:
         timeout = aiohttp.ClientTimeout(total=None, connect=route.timeout,
                                         sock_read=route.timeout)
         try:
-            response = await self._client().request(
-                request.method, url, headers=headers, data=body or None,
-                allow_redirects=False, timeout=timeout, compress=None)
+            # sending and the answer's head within the route's timeout; then each read
+            async with asyncio.timeout(route.timeout):
+                response = await self._client().request(
+                    request.method, url, headers=headers, data=body or None,
+                    allow_redirects=False, timeout=timeout, compress=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             record.outcome, record.reason = "error", f"upstream unreachable: {type(exc).__name__}"
             raise _Refusal(_problem(502, "upstream_unreachable",
                                     f"the upstream of route {route.name!r} did not answer")
                            ) from None
         injected: list[str] = getattr(request.state, "injected", [])
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        if encoding not in _DECODABLE:
+        encodings = response.headers.getall("content-encoding", [])
+        transfer = response.headers.getall("transfer-encoding", [])
+        encoding = encodings[0].strip().lower() if len(encodings) == 1 else (
+            "" if not encodings else ", ".join(encodings))
+        if encoding not in _DECODABLE or any(t.strip().lower() != "chunked"
+                                             for t in transfer):
             response.close()
-            record.outcome, record.reason = "error", f"upstream content-encoding {encoding!r}"
+            record.outcome, record.reason = "error", (
+                f"upstream content-encoding {', '.join(encodings)!r}, transfer-encoding "
+                f"{', '.join(transfer)!r}")
             raise _Refusal(_problem(502, "upstream_encoding_unsupported",
                                     f"the upstream of route {route.name!r} answered with "
                                     "a content encoding the gateway cannot inspect"))
@@ -980,7 +992,10 @@ class Gateway:
         if query and not _QUERY.fullmatch(query):
             raise _bad_path("the query holds a character that cannot be forwarded as sent")
         target = path + ("?" + query if query else "")
-        return URL(str(base.origin()) + target, encoded=True)
+        url = URL(str(base.origin()) + target, encoded=True)
+        if url.raw_path_qs != target:
+            raise _bad_path("the request target cannot be forwarded as sent")
+        return url
 
     async def _read_bounded(self, response: aiohttp.ClientResponse) -> bytes | None:
         chunks, size = [], 0
