@@ -40,6 +40,9 @@ from tabard.vault.ports import LeaseStore
 __all__ = ["MAX_LEASE_PAGE", "Leases", "new_lease_id"]
 
 MAX_LEASE_PAGE = 10_000
+_BATCH_ATTEMPTS = 5
+_LIMITS = {"route": 255, "agent": 63, "agent_instance": 2048, "user": 255, "secret_name": 128}
+"""The longest value each lease field holds (the store's columns)."""
 log = logging.getLogger("tabard.vault")
 
 
@@ -113,16 +116,29 @@ class Leases:
                 if item is None:
                     break
                 batch.append(item)
-            delay = 0.05
-            while True:
-                try:
-                    self._store.add_many(batch)
-                    break
-                except Exception:
-                    log.exception("could not write %d leases; retrying", len(batch))
-                    time.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            self._write(batch)
             self._done(len(batch))
+
+    def _write(self, batch: list[Lease]) -> None:
+        """One transaction for the batch, retried a few times (the database may be briefly
+        away); then lease by lease, so one lease the store refuses does not hold back the
+        others. A lease that still cannot be written is logged with its id (the audit
+        record of its call names it too)."""
+        delay = 0.05
+        for attempt in range(_BATCH_ATTEMPTS):
+            try:
+                self._store.add_many(batch)
+                return
+            except Exception:
+                log.exception("could not write %d leases (attempt %d of %d)", len(batch),
+                              attempt + 1, _BATCH_ATTEMPTS)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        for lease in batch:
+            try:
+                self._store.add(lease)
+            except Exception:
+                log.exception("lease %s cannot be written; it is not recorded", lease.id)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every lease recorded so far is in the store; False on ``timeout``."""
@@ -158,6 +174,11 @@ class Leases:
                agent_instance: str | None, user: str | None, expires_at: datetime | None,
                secret_name: str | None = None, secret_version: int | None = None,
                lease_id: str | None = None, issued_at: datetime | None = None) -> Lease:
+        fields = {"route": route, "agent": agent, "agent_instance": agent_instance,
+                  "user": user, "secret_name": secret_name}
+        for name, value in fields.items():
+            if value is not None and len(value) > _LIMITS[name]:
+                raise Invalid(f"a lease's {name} is longer than {_LIMITS[name]} characters")
         lease = Lease(
             id=lease_id or new_lease_id(), provider=provider, route=route, agent=agent,
             agent_instance=agent_instance, user=user,
@@ -199,11 +220,15 @@ class Leases:
             log.info("lease revoked", extra={"lease": lease_id})
         return self.get(lease_id)
 
+    def _flush_for_revocation(self) -> None:
+        if not self.flush():
+            log.error("%d leases still waiting to be written are not revoked", self._pending)
+
     def revoke_agent(self, agent: str) -> int:
         """Revoke every lease of every instance of an agent; returns how many."""
         if not agent:
             raise Invalid("an agent name is required")
-        self.flush()
+        self._flush_for_revocation()
         count = self._store.revoke_matching(agent=agent, agent_instance=None,
                                             at=self._clock.now())
         log.info("agent leases revoked", extra={"agent": agent, "count": count})
@@ -213,7 +238,7 @@ class Leases:
         """Revoke every lease of one agent instance; returns how many."""
         if not agent_instance:
             raise Invalid("an agent instance is required")
-        self.flush()
+        self._flush_for_revocation()
         count = self._store.revoke_matching(agent=None, agent_instance=agent_instance,
                                             at=self._clock.now())
         log.info("instance leases revoked",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tabard.clock import FakeClock
+from tabard.errors import Invalid
 from tabard.store import Database, SqlLeaseStore, SqlSecretStore
 from tabard.vault import (
     EnvelopeCipher,
@@ -199,3 +200,26 @@ def test_close_writes_what_is_queued_and_later_leases_go_straight_in(
     assert SqlLeaseStore(db).get(queued.id) is not None
     after = record(leases)
     assert leases.queued == 0 and SqlLeaseStore(db).get(after.id) is not None
+
+
+def test_a_lease_the_store_always_refuses_does_not_hold_back_the_others(
+        db: Database, clock: FakeClock) -> None:
+    class Picky(SqlLeaseStore):
+        def add_many(self, leases: Sequence[Lease]) -> None:
+            if any(lease.route == "poison" for lease in leases):
+                raise RuntimeError("constraint violated")
+            super().add_many(leases)
+
+        def add(self, lease: Lease) -> None:
+            self.add_many([lease])
+
+    leases = Leases(Picky(db), clock, write_behind=timedelta(milliseconds=20))
+    good = [record(leases) for _ in range(3)]
+    leases.record(provider=ProviderKind.STATIC, route="poison", agent="assistant",
+                  agent_instance=INSTANCE, user="alice", expires_at=None)
+    assert leases.flush(30)
+    assert all(SqlLeaseStore(db).get(g.id) is not None for g in good)
+    with pytest.raises(Invalid, match="longer than 255"):
+        leases.record(provider=ProviderKind.STATIC, route="r", agent="assistant",
+                      agent_instance=INSTANCE, user="u" * 256, expires_at=None)
+    leases.close()
