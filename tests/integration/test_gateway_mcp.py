@@ -296,9 +296,11 @@ def test_http_routes_are_decided_on_method_and_catalog_path(world: GatewayWorld)
     async def calls() -> list[httpx.Response]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway),
                                      base_url=world.url) as client:
-            return [await client.get("/http/api/repos/tabard", headers=headers),
-                    await client.post("/http/api/repos/tabard", headers=headers),
-                    await client.get("/http/api/admin", headers=headers)]
+            answers = [await client.get("/http/api/repos/tabard", headers=headers),
+                       await client.post("/http/api/repos/tabard", headers=headers),
+                       await client.get("/http/api/admin", headers=headers)]
+        await gateway.aclose()  # this loop's upstream connections (and outcome records)
+        return answers
 
     ok, post, unknown = asyncio.run(calls())
     assert ok.status_code == 200

@@ -90,10 +90,26 @@ class Operation:
         return f"{self.action or self.method} {self.resource_id or ''}".strip()
 
 
+class _DuplicateName(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateName
+    return out
+
+
 def parse_jsonrpc(body: bytes) -> tuple[list[dict[str, Any]], bool]:
-    """The messages of a JSON-RPC body and whether it was a batch."""
+    """The messages of a JSON-RPC body and whether it was a batch. A member name twice in
+    one object is refused: the gateway decides on what it reads and forwards the bytes as
+    sent, so the upstream must not be able to read another value."""
     try:
-        value = json.loads(body)
+        value = json.loads(body, object_pairs_hook=_unique)
+    except _DuplicateName:
+        raise JsonRpcParseError(PARSE_ERROR, "Parse error: an object names a member twice"
+                                ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise JsonRpcParseError(PARSE_ERROR, "Parse error: the body is not JSON (or nested "
                                 "too deeply)") from None

@@ -97,6 +97,8 @@ def _path_problem(parts: SplitResult) -> str | None:
     path = parts.path
     if "\\" in path:
         return "its path holds a backslash"
+    if re.search(r"%(2[fF]|5[cC])", path):
+        return "its path holds an encoded '/' or '\\'"
     for segment in _PCT_DOT.sub(".", path).split("/"):
         if segment in (".", ".."):
             return "its path holds a '.' or '..' segment"

@@ -1155,8 +1155,10 @@ class Gateway:
         """The outcome rides with the next commit another request pays for (its intent's,
         typically), or is committed alone shortly after (:data:`tabard.audit.service.DEFER`)."""
         try:
-            await asyncio.wrap_future(self._audit.append_deferred(
+            written = asyncio.wrap_future(self._audit.append_deferred(
                 await self._event(record)))
+            # a shutdown that cancels this task must not withdraw the queued record
+            await asyncio.shield(written)
         except AuditUnavailableError as exc:
             log.error("the outcome of a forwarded call was not recorded (%s); its intent "
                       "record %s stands for it", exc, record.intent_seq)

@@ -168,6 +168,9 @@ def verify_jwt(
     for name in required:
         if name not in claims:
             raise JwtInvalid(f"the JWT lacks the {name!r} claim")
+    for name in ("iss", "sub", "jti"):  # StringOrURI / string (RFC 7519 §4.1)
+        if name in claims and not isinstance(claims[name], str):
+            raise JwtInvalid(f"the JWT's {name!r} claim must be a string")
     exp, nbf, iat = _number(claims, "exp"), _number(claims, "nbf"), _number(claims, "iat")
     if exp is not None and now >= exp + leeway:
         raise JwtInvalid("the JWT has expired")

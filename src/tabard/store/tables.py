@@ -491,7 +491,7 @@ Index("ix_audit_records_recorded_at", audit_records.c.recorded_at)
 # trace lookups: who a record names (agent:, instance:, user:); outside the hash chain. Each
 # name is stored once and numbered; a row of audit_trace lists the records of one append
 # batch that name a subject: its first seq, and in "more" the others as big-endian 16-bit
-# offsets from it (a clustered key: WITHOUT ROWID on SQLite). Migration 0013.
+# offsets from it (a clustered key: WITHOUT ROWID on SQLite). Migration 0014.
 audit_subject_names = Table(
     "audit_subject_names",
     metadata,

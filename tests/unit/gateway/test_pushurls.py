@@ -32,6 +32,8 @@ def test_webhooks_under_the_routes_prefixes_pass(url: str) -> None:
     ("https://hooks.example.com/a2a/../admin", "'..'"),
     ("https://hooks.example.com/a2a/%2E%2e/admin", "'..'"),
     ("https://hooks.example.com/a2a/x\\y", "backslash"),
+    ("https://hooks.example.com/a2a/..%2Fadmin", "encoded"),
+    ("https://hooks.example.com/a2a/x%5cy", "encoded"),
     ("https://user@hooks.example.com/a2a/x", "user information"),
     ("https://hooks.example.com/a2a/x#f", "fragment"),
     ("https://127.0.0.1/a2a/", "loopback"), ("https://127.1/a2a/", "loopback"),
@@ -96,3 +98,15 @@ def test_may_act_must_name_the_instance_or_its_agent(may_act: Any, ok: bool) -> 
     else:
         with pytest.raises(UserTokenError, match="may_act"):
             check_dual_token(claims, AGENT, ("https://idp",), verified=True)
+
+
+def test_a_jsonrpc_body_naming_a_member_twice_is_refused() -> None:
+    from tabard.gateway.operations import PARSE_ERROR, JsonRpcParseError, parse_jsonrpc
+
+    body = (b'{"jsonrpc":"2.0","id":1,"method":"tasks/pushNotificationConfig/set",'
+            b'"params":{"url":"https://hooks.example.com/a2a/x",'
+            b'"url":"https://10.0.0.1/"}}')
+    with pytest.raises(JsonRpcParseError) as refused:
+        parse_jsonrpc(body)
+    assert refused.value.code == PARSE_ERROR and "twice" in refused.value.message
+    assert parse_jsonrpc(body.replace(b',"url":"https://10.0.0.1/"', b""))[1] is False

@@ -93,6 +93,9 @@ def test_time_claims_are_checked_against_the_given_clock() -> None:
         verify_jwt(_token(claims={**CLAIMS, "nbf": NOW + 600}), RESOLVE, now=NOW)
     with pytest.raises(JwtInvalid, match="lacks"):
         verify_jwt(_token(claims={"sub": "alice"}), RESOLVE, now=NOW)
+    for name in ("sub", "jti"):
+        with pytest.raises(JwtInvalid, match="must be a string"):
+            verify_jwt(_token(claims={**CLAIMS, name: 7}), RESOLVE, now=NOW)
 
 
 def test_unverified_claims_reads_without_checking_the_signature() -> None:

@@ -6,7 +6,7 @@ over (a row each, ``more`` empty); the records themselves are unchanged, so an u
 verifies as before.
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 """
 
 import struct
