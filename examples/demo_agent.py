@@ -36,6 +36,7 @@ import httpx2
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from spiffe import WorkloadApiClient
+from spiffe.errors import PySpiffeError as SpiffeError
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -101,9 +102,12 @@ def main() -> None:
         raise SystemExit("the ready file has no gateway_url: is the gateway running?")
     route_url = f"{gateway.rstrip('/')}/mcp/{ready.get('demo_route', 'demo-tools')}"
     socket = os.environ.get("SPIFFE_ENDPOINT_SOCKET") or ready["workload_socket"]
-    with WorkloadApiClient(socket_path=socket) as workload:
-        for_as = workload.fetch_jwt_svid(audience={ready["server_url"]}).token
-        for_gateway = workload.fetch_jwt_svid(audience={gateway}).token
+    try:
+        with WorkloadApiClient(socket_path=socket) as workload:
+            for_as = workload.fetch_jwt_svid(audience={ready["server_url"]}).token
+            for_gateway = workload.fetch_jwt_svid(audience={gateway}).token
+    except SpiffeError as exc:  # e.g. the agent is suspended: the node serves no SVID
+        raise SystemExit(f"no identity from the Workload API: {exc}") from None
     access = delegated_token(ready, user_token(ready, args.user), for_as, route_url)
     headers = {"Tabard-Agent-Token": for_gateway, "Authorization": f"Bearer {access}"}
     arguments = json.loads(args.arguments)
