@@ -5,9 +5,8 @@ and revocation, never dropped)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -26,19 +25,6 @@ from tabard.vault import (
 
 TTL = timedelta(seconds=5)
 INSTANCE = "spiffe://demo.example/agent/assistant/instance/1"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 def vault_on(db: Database, clock: FakeClock, **options: object) -> Vault:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,19 +34,6 @@ from tabard.vault import (
 
 AGENT = "spiffe://demo.example/agent/assistant/instance/01J0000000000000000000000A"
 PARENT = "spiffe://demo.example/agent/planner/instance/01J0000000000000000000000B"
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 't.db'}")
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
