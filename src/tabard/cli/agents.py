@@ -431,12 +431,7 @@ def agents_suspend(name: NameArg, reason: ReasonOpt = "", server: ServerOpt = No
 
     client = AdminClient(server)
     answer = client.post(kill_path("agent", _name(name), "suspend"), {"reason": reason})
-    agent = client.get(_path(name))
-    if json_out:
-        print_json({"agent": agent, "kill": answer})
-        return
-    console.print(f"agent {agent['name']} is {agent['state']} (kill switch, signal "
-                  f"{answer['event']['id']})", markup=False)
+    _print_kill(client, name, answer, json_out, "kill switch")
 
 
 @agents_app.command("narrow")
@@ -478,11 +473,17 @@ def agents_resume(name: NameArg, reason: ReasonOpt = "", server: ServerOpt = Non
     if answer["event"] is None:
         _state_command("resume", name, reason, server, json_out)
         return
+    _print_kill(client, name, answer, json_out, "kill switch lifted")
+
+
+def _print_kill(client: AdminClient, name: str, answer: dict[str, Any], json_out: bool,
+                what: str) -> None:
+    """The agent as it now stands, after a kill-switch change."""
     agent = client.get(_path(name))
     if json_out:
         print_json({"agent": agent, "kill": answer})
         return
-    console.print(f"agent {agent['name']} is {agent['state']} (kill switch lifted, signal "
+    console.print(f"agent {agent['name']} is {agent['state']} ({what}, signal "
                   f"{answer['event']['id']})", markup=False)
 
 

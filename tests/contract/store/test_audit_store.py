@@ -43,16 +43,6 @@ def authority(clock: FakeClock, td: TrustDomain = TD) -> Authority:
     return a
 
 
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
 class Env:
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -3,23 +3,12 @@ round trip), while ``begin`` still commits or rolls back as a unit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
 from tabard.store import Database
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def in_transaction(db: Database, dbapi: Any) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -22,16 +21,6 @@ from tabard.store import Database, SqlGroupStore, SqlUserStore
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 _SECONDS = itertools.count()
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def user(users: SqlUserStore, name: str) -> DirectoryUser:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tabard.clock import FakeClock
 from tabard.directory import ScimTokenService
 from tabard.errors import NotFound, Unauthenticated
 from tabard.store import Database, SqlAdminTokenStore, SqlScimTokenStore
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def test_tokens_are_stored_as_digests_used_and_revoked(db: Database) -> None:

@@ -4,7 +4,6 @@ decision per approval."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
@@ -31,16 +30,6 @@ from tabard.registry import (
     RouteService,
 )
 from tabard.store import Database, SqlApprovalStore, SqlRouteStore
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

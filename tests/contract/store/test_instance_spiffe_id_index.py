@@ -3,7 +3,6 @@ that the lookup by SPIFFE ID uses, kept by the database; it downgrades and upgra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -19,16 +18,6 @@ from tabard.store.tables import agent_instances, metadata
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 INDEX = "ix_agent_instances_spiffe_id"
 SPIFFE_ID = "spiffe://example.org/agent/trading/instance/01jd0000000000000000000000"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def row(instance_id: str, pid: int) -> dict[str, object]:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import pytest
 
 from tabard.clock import FakeClock
 from tabard.registry import (
@@ -21,16 +18,6 @@ from tabard.registry import (
 from tabard.store import Database, SqlInventoryStore
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def spec(external_id: str, **fields: Any) -> NhiSpec:

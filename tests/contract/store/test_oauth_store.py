@@ -4,25 +4,12 @@ exchange tree, client registration."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from tabard.oauth import IssuedToken, OAuthClient
 from tabard.store import Database, SqlOAuthClientStore, SqlOAuthTokenStore
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def token(jti: str, parent: str | None = None) -> IssuedToken:

@@ -3,7 +3,6 @@ history, the current files, and a conflict when two writers take the same epoch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,6 @@ from tabard.policy import (
 from tabard.store import Database, SqlPolicyStore
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "policy" / "policies"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def service(db: Database, clock: FakeClock) -> PolicyService:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from tabard.attestation import JoinTokenRecord, join_token_digest
 from tabard.store import Database, SqlJoinTokenStore
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def token(name: str, ttl: timedelta = timedelta(minutes=10)) -> JoinTokenRecord:

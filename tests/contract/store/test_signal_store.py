@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,16 +28,6 @@ from tests.support.postgres import PostgresServer, unique_database_name
 
 AGENT = KillTarget(TargetKind.AGENT, "trading")
 INSTANCE = KillTarget(TargetKind.INSTANCE, "spiffe://example.org/agent/trading/instance/i1")
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def switch(db: Database, audit: AuditLog | None = None) -> KillSwitch:

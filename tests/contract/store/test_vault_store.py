@@ -3,7 +3,6 @@ tombstones, leases and their revocation by agent and instance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -26,16 +25,6 @@ from tabard.vault import (
 )
 
 VALUE = b"upstream-token-\x00\xff-value"
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    database.migrate()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture
