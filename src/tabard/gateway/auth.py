@@ -22,9 +22,7 @@ server's (:meth:`tabard.oauth.AuthorizationServer.verify_access_token`).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -144,22 +142,16 @@ _ISSUERS_SIZE = 4096
 
 
 def _issuer_of(token: str) -> object:
-    """The unverified ``iss`` of a compact JWT; None when the payload does not decode (the
-    caller then asks PyJWT, for its error). It only picks the verifier, which checks
-    everything."""
+    """The unverified ``iss`` of a compact JWT; None when it does not parse (the caller then
+    asks for the parser's error). It only picks the verifier, which checks everything."""
     key = hashlib.sha256(token.encode()).digest()
     found = _ISSUERS.get(key, _ISSUERS)
     if found is not _ISSUERS:
         return found
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1]
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (ValueError, binascii.Error):
+        issuer = unverified_claims(token)[1].get("iss")
+    except JwtInvalid:
         return None
-    issuer = claims.get("iss") if isinstance(claims, dict) else None
     if issuer is not None:
         if len(_ISSUERS) >= _ISSUERS_SIZE:
             _ISSUERS.clear()
